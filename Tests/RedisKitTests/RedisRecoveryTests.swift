@@ -1,0 +1,130 @@
+import Synchronization
+import Testing
+
+@testable import RedisKit
+
+@Suite("Failures and recovery")
+struct RedisRecoveryTests {
+    @Test func recoversAfterClientKill() async throws {
+        let server = try RedisServer()
+        let client = try RedisClient(url: server.url)
+        let admin = try RedisClient(url: server.url)
+        defer {
+            client.shutdown()
+            admin.shutdown()
+        }
+        let channel = "announcements"
+        let resubscribed = Mutex(0)
+        client.subscriber.onResubscribe { resubscribed.withLock { $0 += 1 } }
+        let subscription = try await client.subscriber.subscribe(channel)
+        try await client.send("SET", "k", "v")
+        // Kill every connection of the client: pooled and pub/sub alike (the admin's own is skipped).
+        let killedNormal = try await admin.send("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes").requireInt()
+        let killedPubSub = try await admin.send("CLIENT", "KILL", "TYPE", "pubsub").requireInt()
+        #expect(killedNormal >= 1)
+        #expect(killedPubSub == 1)
+        // The pool replaces the broken connection.
+        #expect(try await eventually { (try? await client.send("GET", "k").string) == "v" })
+        // The subscriber reconnects and subscribes again.
+        #expect(try await eventually { resubscribed.withLock { $0 } == 1 })
+        try await admin.send("PUBLISH", channel, "after-kill")
+        var iterator = subscription.makeAsyncIterator()
+        #expect(await iterator.next()?.string == "after-kill")
+    }
+
+    @Test func failsFastWhileRedisIsDownAndRecoversAfterRestart() async throws {
+        let server = try RedisServer()
+        var configuration = try RedisConfiguration(url: server.url)
+        configuration.reconnectBackoffMax = .milliseconds(200)
+        let client = RedisClient(configuration: configuration)
+        defer { client.shutdown() }
+        let resubscribed = Mutex(0)
+        client.subscriber.onResubscribe { resubscribed.withLock { $0 += 1 } }
+        let subscription = try await client.subscriber.subscribe("events")
+        try await client.send("SET", "k", "before")
+
+        server.stop()
+        // Every call fails, quickly and with a clear error, while the server is away.
+        for _ in 0..<20 {
+            let start = ContinuousClock.now
+            await #expect {
+                try await client.send("GET", "k")
+            } throws: { error in
+                let code = (error as? RedisError)?.code
+                return code == .unavailable || code == .connectionClosed
+            }
+            #expect(ContinuousClock.now - start < .seconds(1))
+        }
+        await #expect {
+            try await client.subscriber.subscribe("other")
+        } throws: { error in
+            let code = (error as? RedisError)?.code
+            return code == .unavailable || code == .connectionClosed
+        }
+
+        try server.start()
+        #expect(try await eventually(10) { (try? await client.send("SET", "k", "after").string) == "OK" })
+        #expect(try await eventually(10) { resubscribed.withLock { $0 } >= 1 })
+        try await client.send("PUBLISH", "events", "back")
+        var iterator = subscription.makeAsyncIterator()
+        #expect(await iterator.next()?.string == "back")
+    }
+
+    @Test func wrongPasswordIsAnAuthenticationError() async throws {
+        let server = try RedisServer(arguments: ["--requirepass", "right"])
+        let wrong = RedisClient(configuration: try RedisConfiguration(url: "redis://:wrong@127.0.0.1:\(server.port)"))
+        let none = try RedisClient(url: server.url)
+        let right = RedisClient(configuration: try RedisConfiguration(url: "redis://:right@127.0.0.1:\(server.port)/2"))
+        defer {
+            wrong.shutdown()
+            none.shutdown()
+            right.shutdown()
+        }
+        await #expect {
+            try await wrong.send("PING")
+        } throws: { error in
+            guard let error = error as? RedisError else { return false }
+            return error.code == .authenticationFailed && error.message.contains("WRONGPASS")
+        }
+        await #expect {
+            try await none.send("PING")
+        } throws: { error in
+            guard let error = error as? RedisError else { return false }
+            return error.code == .authenticationFailed && error.message.contains("NOAUTH")
+        }
+        #expect(try await right.send("PING").string == "PONG")
+        // SELECT took effect: the key lands in db 2.
+        try await right.send("SET", "in-two", "yes")
+        #expect(try await right.send("CLIENT", "INFO").requireString().contains("db=2"))
+
+        // An ACL user.
+        try await right.send("ACL", "SETUSER", "alice", "on", ">alicepw", "~*", "+@all")
+        let alice = RedisClient(
+            configuration: try RedisConfiguration(url: "redis://alice:alicepw@127.0.0.1:\(server.port)"))
+        defer { alice.shutdown() }
+        #expect(try await alice.send("ACL", "WHOAMI").string == "alice")
+    }
+
+    @Test func unixSocket() async throws {
+        let server = try RedisServer()
+        let client = try RedisClient(url: "unix://\(server.socketPath)?db=1")
+        defer { client.shutdown() }
+        #expect(try await client.send("PING").string == "PONG")
+        #expect(try await client.send("CLIENT", "INFO").requireString().contains("db=1"))
+    }
+
+    @Test func unreachableServerFailsAtOnce() async throws {
+        let server = try RedisServer()
+        let url = server.url
+        server.stop()
+        let client = try RedisClient(url: url)
+        defer { client.shutdown() }
+        let start = ContinuousClock.now
+        await #expect {
+            try await client.send("PING")
+        } throws: { error in
+            (error as? RedisError)?.code == .unavailable
+        }
+        #expect(ContinuousClock.now - start < .seconds(1))
+    }
+}
