@@ -34,11 +34,13 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     private struct Pending {
         var target: RedisReplyTarget
         var deadline: NIODeadline
-        var collected: [RESPValue]
     }
 
     private let reader = RESPReader()
     private var pending = CircularBuffer<Pending>(initialCapacity: 16)
+    /// The replies collected so far for the batch at the head of `pending` (kept out of the ring buffer so that
+    /// appending never copies the array).
+    private var headBatch: [RESPValue] = []
     private var context: ChannelHandlerContext?
     private var closedError: RedisError?
     private var flushScheduled = false
@@ -63,7 +65,7 @@ final class RedisChannelHandler: ChannelDuplexHandler {
                 RedisError(.connectionClosed, closedError?.message ?? "connection closed", commandMayHaveRun: false))
             return
         }
-        pending.append(Pending(target: target, deadline: deadline, collected: []))
+        pending.append(Pending(target: target, deadline: deadline))
         context.write(wrapOutboundOut(buffer), promise: nil)
         scheduleFlush(context)
         armTimer(for: deadline)
@@ -113,10 +115,13 @@ final class RedisChannelHandler: ChannelDuplexHandler {
             pending.removeFirst()
             promise.succeed(reply)
         case .batch(let count, let promise):
-            pending[pending.startIndex].collected.append(reply)
-            if pending[pending.startIndex].collected.count == count {
-                let done = pending.removeFirst()
-                promise.succeed(done.collected)
+            if headBatch.isEmpty { headBatch.reserveCapacity(count) }
+            headBatch.append(reply)
+            if headBatch.count == count {
+                pending.removeFirst()
+                let replies = headBatch
+                headBatch = []
+                promise.succeed(replies)
             }
         }
     }
@@ -163,6 +168,7 @@ final class RedisChannelHandler: ChannelDuplexHandler {
         timeoutTimer?.cancel()
         timeoutTimer = nil
         timeoutTimerDeadline = nil
+        headBatch = []
         while let entry = pending.popFirst() {
             entry.target.fail(error)
         }

@@ -188,6 +188,9 @@ public final class RedisSubscriber: Sendable {
         let connection: RedisConnection
         do {
             connection = try await pool.connectDedicated()
+            try await connection.eventLoop.submit { [handler = connection.handler] in
+                handler.value.pushHandler = { [weak self] reply in self?.handlePush(reply) }
+            }.get()
         } catch {
             state.withLock { $0.connecting = nil }
             throw error
@@ -196,9 +199,6 @@ public final class RedisSubscriber: Sendable {
             state.generation += 1
             return state.generation
         }
-        try await connection.eventLoop.submit { [handler = connection.handler] in
-            handler.value.pushHandler = { [weak self] reply in self?.handlePush(reply) }
-        }.get()
         let keys = state.withLock { state -> [Key] in
             state.connection = connection
             state.connecting = nil

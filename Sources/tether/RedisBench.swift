@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import NIOCore
+import NIOPosix
 import RedisKit
 
 /// `tether bench redis`: RedisKit against `redis-benchmark` on the same server, in the same run.
@@ -26,7 +27,10 @@ struct RedisBench: AsyncParsableCommand {
     var pings: Int = 20_000
 
     @Option(help: "Rounds of each measurement; the best round is reported.")
-    var rounds: Int = 3
+    var rounds: Int = 5
+
+    @Flag(inversion: .prefixedNo, help: "Run every benchmark connection on one event loop, as redis-benchmark does.")
+    var singleLoop = true
 
     @Option(help: "Path of redis-benchmark.")
     var redisBenchmark: String = "redis-benchmark"
@@ -34,6 +38,10 @@ struct RedisBench: AsyncParsableCommand {
     func run() async throws {
         var configuration = try RedisConfiguration(url: url)
         configuration.poolSize = max(connections, 1)
+        if singleLoop {
+            // Like redis-benchmark, one thread drives every connection.
+            configuration.eventLoopGroup = MultiThreadedEventLoopGroup.singleton.next()
+        }
         guard case .tcp(let host, let port) = configuration.endpoint else {
             throw ValidationError("the benchmark needs a TCP Redis URL (redis-benchmark takes host and port)")
         }
