@@ -1,7 +1,13 @@
 import ArgumentParser
 import Foundation
+import Logging
 import NIOCore
 import NIOPosix
+import RedisKit
+import ServiceLifecycle
+import TetherCore
+import TetherGateway
+import TetherWorker
 
 /// The process entry point.
 @main
@@ -13,6 +19,12 @@ enum TetherMain {
         if ProcessInfo.processInfo.environment["TETHER_NIO_EXECUTOR"] != "0" {
             NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel =
+                ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .info
+            return handler
+        }
         await Tether.main()
     }
 }
@@ -22,8 +34,142 @@ struct Tether: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tether",
         abstract: "Durable AI agent executions streamed over server-sent events, with Redis as the source of truth.",
-        subcommands: [Bench.self]
+        subcommands: [Serve.self, GatewayCommand.self, WorkerCommand.self, KeysCommand.self, Bench.self]
     )
+}
+
+/// Options shared by every command that talks to Redis.
+struct ConfigOptions: ParsableArguments {
+    @Option(name: .customLong("config"), help: "Configuration file (default: config/tether.yaml when present).")
+    var path: String?
+
+    /// The configuration: file, then `TETHER_*` environment overrides.
+    func load() throws -> TetherConfig {
+        var config = TetherConfig()
+        let path = self.path ?? ProcessInfo.processInfo.environment["TETHER_CONFIG"] ?? "config/tether.yaml"
+        if FileManager.default.fileExists(atPath: path) {
+            config = try TetherConfig.load(path: path)
+        } else if self.path != nil {
+            throw ValidationError("configuration file \(path) not found")
+        }
+        config.applyEnvironment()
+        return config
+    }
+
+    /// A Redis client for the configuration.
+    func redis(_ config: TetherConfig) throws -> RedisClient {
+        var redis = try RedisConfiguration(url: config.redis.url)
+        redis.poolSize = config.redis.poolSize
+        redis.commandTimeout = .milliseconds(Int64(config.redis.commandTimeoutMilliseconds))
+        redis.clientName = "tether"
+        return RedisClient(configuration: redis, logger: Logger(label: "tether.redis"))
+    }
+}
+
+/// `tether serve`: a gateway and workers in one process.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run a gateway and workers in one process.")
+    @OptionGroup var options: ConfigOptions
+
+    func run() async throws {
+        let config = try options.load()
+        let redis = try options.redis(config)
+        defer { redis.shutdown() }
+        let gateway = Gateway(config: config, redis: redis)
+        let worker = WorkerService(config: config, redis: redis)
+        Logger(label: "tether").info(
+            "serving on http://\(config.http.host):\(config.http.port) with \(config.workers.concurrency) worker slots, Redis \(RedisConfiguration.redacted(config.redis.url))"
+        )
+        try await gateway.makeApplication(services: [worker]).runService()
+    }
+}
+
+/// `tether gateway`: the HTTP gateway alone.
+struct GatewayCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "gateway", abstract: "Run the HTTP gateway only.")
+    @OptionGroup var options: ConfigOptions
+
+    func run() async throws {
+        let config = try options.load()
+        let redis = try options.redis(config)
+        defer { redis.shutdown() }
+        try await Gateway(config: config, redis: redis).makeApplication().runService()
+    }
+}
+
+/// `tether worker`: workers alone.
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "worker", abstract: "Run agent workers only.")
+    @OptionGroup var options: ConfigOptions
+
+    func run() async throws {
+        let config = try options.load()
+        let redis = try options.redis(config)
+        defer { redis.shutdown() }
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [WorkerService(config: config, redis: redis)], gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: Logger(label: "tether.worker")))
+        try await group.run()
+    }
+}
+
+/// `tether keys`: API keys kept in Redis.
+struct KeysCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keys", abstract: "Manage API keys.", subcommands: [Create.self, List.self, Revoke.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Make a key; it is printed once.")
+        @OptionGroup var options: ConfigOptions
+        @Option(help: "The tenant the key belongs to.") var tenant: String
+        @Option(help: "The agent the key may run.") var agent: String
+
+        func run() async throws {
+            let config = try options.load()
+            let redis = try options.redis(config)
+            defer { redis.shutdown() }
+            let keys = APIKeys(redis: redis, keys: Keys(prefix: config.redis.prefix), configured: config.apiKeys)
+            let (token, _) = try await keys.create(tenant: tenant, agent: agent)
+            print(token)
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List keys (never their secrets).")
+        @OptionGroup var options: ConfigOptions
+
+        func run() async throws {
+            let config = try options.load()
+            let redis = try options.redis(config)
+            defer { redis.shutdown() }
+            let keys = APIKeys(redis: redis, keys: Keys(prefix: config.redis.prefix), configured: config.apiKeys)
+            print("ID\tTENANT\tAGENT\tSOURCE\tCREATED\tREVOKED")
+            for key in try await keys.list() {
+                print(
+                    "\(key.id)\t\(key.tenant)\t\(key.agent)\t\(key.source)\t\(key.createdAt ?? "-")\t\(key.revokedAt ?? "-")"
+                )
+            }
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Revoke a key kept in Redis.")
+        @OptionGroup var options: ConfigOptions
+        @Argument(help: "The key's id (the part after tk_).") var id: String
+
+        func run() async throws {
+            let config = try options.load()
+            let redis = try options.redis(config)
+            defer { redis.shutdown() }
+            let keys = APIKeys(redis: redis, keys: Keys(prefix: config.redis.prefix), configured: config.apiKeys)
+            if config.apiKeys.contains(where: { $0.id == id }) {
+                throw ValidationError("key \(id) comes from the configuration file: remove it there")
+            }
+            guard try await keys.revoke(id: id) else { throw ValidationError("no key \(id)") }
+            print("revoked \(id); gateways refuse it within \(config.http.keyCacheSeconds) s")
+        }
+    }
 }
 
 /// `tether bench ...`: benchmarks against a real Redis server.

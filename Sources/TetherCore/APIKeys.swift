@@ -1,0 +1,136 @@
+import COpenSSL
+import RedisKit
+
+/// Who a request acts as: the API key's tenant and agent.
+public struct Principal: Sendable, Hashable {
+    /// The key's public id.
+    public var keyId: String
+    /// The tenant.
+    public var tenant: String
+    /// The agent.
+    public var agent: String
+}
+
+/// An API key's public facts (never its secret).
+public struct APIKeyInfo: Sendable, Hashable {
+    /// The public id.
+    public var id: String
+    /// The tenant.
+    public var tenant: String
+    /// The agent.
+    public var agent: String
+    /// Hex SHA-256 of the secret.
+    public var secretSha256: String
+    /// When it was made (ISO-8601), if known.
+    public var createdAt: String?
+    /// When it was revoked (ISO-8601), if it was.
+    public var revokedAt: String?
+    /// `config` for keys of the configuration file, `redis` for keys made with `tether keys create`.
+    public var source: String
+}
+
+/// API keys of the form `tk_<id>_<secret>`: the id is public, only the secret's SHA-256 is stored, and the
+/// comparison runs in constant time.
+public struct APIKeys: Sendable {
+    /// The Redis client.
+    public let redis: RedisClient
+    /// The key schema.
+    public let keys: Keys
+    /// Keys from the configuration file, by id.
+    public let configured: [String: APIKeyInfo]
+
+    /// Makes the key store.
+    public init(redis: RedisClient, keys: Keys, configured: [TetherConfig.APIKey]) {
+        self.redis = redis
+        self.keys = keys
+        var byID: [String: APIKeyInfo] = [:]
+        for key in configured {
+            byID[key.id] = APIKeyInfo(
+                id: key.id, tenant: key.tenant, agent: key.agent, secretSha256: key.secretSha256.lowercased(),
+                createdAt: nil, revokedAt: nil, source: "config")
+        }
+        self.configured = byID
+    }
+
+    /// Splits `tk_<id>_<secret>`; `nil` when the token does not have that shape.
+    public static func parse(_ token: String) -> (id: String, secret: String)? {
+        let parts = token.split(separator: "_", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0] == "tk", isKeyPart(parts[1], max: 64), isKeyPart(parts[2], max: 128) else {
+            return nil
+        }
+        return (String(parts[1]), String(parts[2]))
+    }
+
+    private static func isKeyPart(_ s: Substring, max: Int) -> Bool {
+        !s.isEmpty && s.utf8.count <= max
+            && s.utf8.allSatisfy { ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) }
+    }
+
+    /// Hex SHA-256 of a secret.
+    public static func digest(_ secret: String) -> String { Digest.hex(Digest.sha256(Array(secret.utf8))) }
+
+    /// Whether two equal-length strings are equal, in time independent of where they differ.
+    public static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.utf8)
+        let y = Array(b.utf8)
+        guard x.count == y.count else { return false }
+        return x.withUnsafeBytes { px in
+            y.withUnsafeBytes { py in CRYPTO_memcmp(px.baseAddress, py.baseAddress, x.count) == 0 }
+        }
+    }
+
+    /// The key with that id: from the configuration file, else from Redis.
+    public func lookup(id: String) async throws -> APIKeyInfo? {
+        if let key = configured[id] { return key }
+        let fields = try await redis.send("HGETALL", keys.apiKey(id)).stringDictionary ?? [:]
+        guard let tenant = fields["tenant"], let agent = fields["agent"], let digest = fields["secretSha256"] else {
+            return nil
+        }
+        return APIKeyInfo(
+            id: id, tenant: tenant, agent: agent, secretSha256: digest, createdAt: fields["createdAt"],
+            revokedAt: fields["revokedAt"], source: "redis")
+    }
+
+    /// Checks a token against a looked-up key: the right secret and not revoked.
+    public static func verify(secret: String, against key: APIKeyInfo) -> Principal? {
+        guard key.revokedAt == nil, constantTimeEqual(digest(secret), key.secretSha256) else { return nil }
+        return Principal(keyId: key.id, tenant: key.tenant, agent: key.agent)
+    }
+
+    /// Makes a key in Redis and returns the whole token (shown once; only its digest is stored).
+    public func create(tenant: String, agent: String) async throws -> (token: String, info: APIKeyInfo) {
+        let id = Identifiers.token(12)
+        let secret = Identifiers.token(32)
+        let created = Identifiers.isoTimestamp(milliseconds: Identifiers.nowMilliseconds())
+        let info = APIKeyInfo(
+            id: id, tenant: tenant, agent: agent, secretSha256: Self.digest(secret), createdAt: created, revokedAt: nil,
+            source: "redis")
+        let replies = try await redis.send(batch: [
+            RedisCommand(
+                "HSET", keys.apiKey(id), "tenant", tenant, "agent", agent, "secretSha256", info.secretSha256,
+                "createdAt", created),
+            RedisCommand("SADD", keys.apiKeyIndex, id),
+        ])
+        for reply in replies { try reply.throwIfError() }
+        return ("tk_\(id)_\(secret)", info)
+    }
+
+    /// Every key: those of the configuration file, then those in Redis.
+    public func list() async throws -> [APIKeyInfo] {
+        var all = configured.values.sorted { $0.id < $1.id }
+        let ids = try await redis.send("SMEMBERS", keys.apiKeyIndex).array?.compactMap(\.string) ?? []
+        for id in ids.sorted() {
+            if let info = try await lookup(id: id), info.source == "redis" { all.append(info) }
+        }
+        return all
+    }
+
+    /// Revokes a key kept in Redis; returns `false` when there is no such key. Keys of the configuration file are
+    /// revoked by removing them from the file.
+    public func revoke(id: String) async throws -> Bool {
+        guard try await redis.send("EXISTS", keys.apiKey(id)).int == 1 else { return false }
+        try await redis.send(
+            "HSET", keys.apiKey(id), "revokedAt", Identifiers.isoTimestamp(milliseconds: Identifiers.nowMilliseconds()))
+        return true
+    }
+}

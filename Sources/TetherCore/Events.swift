@@ -1,0 +1,90 @@
+/// The canonical, format-neutral event types of the log (docs/protocol.md lists them with their fields).
+public enum EventType: String, Sendable, CaseIterable {
+    /// The execution was created. `{type, executionId, agentId, conversationId}`.
+    case started = "execution-started"
+    /// A piece of the model's reply. `{text}`.
+    case text = "text-delta"
+    /// The model calls a tool. `{toolCallId, toolName, input}`.
+    case toolCall = "tool-call"
+    /// A tool call waits for a human decision. `{type, approvalId, toolCallId, toolName, input}`.
+    case approvalRequest = "tool-approval-request"
+    /// The human decision. `{type, toolCallId, approved, reason}`.
+    case approvalResponse = "tool-approval-response"
+    /// A tool's result. `{type, toolCallId, output}`.
+    case toolOutput = "tool-output-available"
+    /// A tool failed. `{type, toolCallId, errorText}`.
+    case toolError = "tool-output-error"
+    /// A tool call was denied. `{type, toolCallId, reason}`.
+    case toolDenied = "tool-output-denied"
+    /// The execution failed or was cancelled. `{type, code, message}`.
+    case error = "error"
+    /// The last event. `{type, status}`.
+    case finish = "finish"
+}
+
+/// One event to append to an execution's log.
+public struct NewEvent: Sendable, Hashable {
+    /// The event type.
+    public var type: EventType
+    /// Its payload: a JSON object, with `type` among its members.
+    public var data: JSON
+    /// The status the execution moves to with this event, if any.
+    public var status: ExecutionStatus?
+    /// A field and value to set in the execution's approvals hash with this event, if any.
+    public var approvalField: (field: String, value: String)?
+
+    /// Makes an event; `type` is added to the payload.
+    public init(
+        _ type: EventType, _ fields: [String: JSON], status: ExecutionStatus? = nil,
+        approvalField: (field: String, value: String)? = nil
+    ) {
+        var fields = fields
+        fields["type"] = .string(type.rawValue)
+        self.type = type
+        self.data = .object(fields)
+        self.status = status
+        self.approvalField = approvalField
+    }
+
+    /// Compares type, payload, status and approval field.
+    public static func == (lhs: NewEvent, rhs: NewEvent) -> Bool {
+        lhs.type == rhs.type && lhs.data == rhs.data && lhs.status == rhs.status
+            && lhs.approvalField?.field == rhs.approvalField?.field
+            && lhs.approvalField?.value == rhs.approvalField?.value
+    }
+
+    /// Hashes type and payload.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(type)
+        hasher.combine(data)
+    }
+}
+
+/// One event read back from the log.
+public struct StoredEvent: Sendable, Hashable {
+    /// The stream entry id (`1764425001234-0`), which is also the SSE id.
+    public var id: String
+    /// The event type (unknown types are kept as text).
+    public var type: String
+    /// The payload, JSON text as stored.
+    public var data: String
+    /// When it was appended, in milliseconds since the epoch.
+    public var timestamp: Int64
+    /// The status the execution moved to with this event, if it did.
+    public var status: String?
+
+    /// Makes a stored event.
+    public init(id: String, type: String, data: String, timestamp: Int64, status: String? = nil) {
+        self.id = id
+        self.type = type
+        self.data = data
+        self.timestamp = timestamp
+        self.status = status
+    }
+
+    /// The payload parsed (an empty object when it is not valid JSON).
+    public var json: JSON { (try? JSON.parse(data)) ?? .object([:]) }
+
+    /// Whether this is the last event of an execution.
+    public var isFinal: Bool { type == EventType.finish.rawValue }
+}

@@ -1,0 +1,32 @@
+/// The Redis key schema (see docs/redis.md). Every key of one execution shares the hash tag `{<executionId>}`,
+/// so a Redis Cluster keeps them in one slot.
+public struct Keys: Sendable, Hashable {
+    /// The prefix of every key (default `tether`).
+    public let prefix: String
+
+    /// Makes the schema for `prefix`.
+    public init(prefix: String) { self.prefix = prefix }
+
+    /// Hash: the execution's record (status, owner, fence...).
+    public func meta(_ executionID: String) -> String { "\(prefix):{\(executionID)}:meta" }
+    /// Stream: the execution's canonical event log; entry id = SSE id.
+    public func events(_ executionID: String) -> String { "\(prefix):{\(executionID)}:events" }
+    /// Hash: toolCallId → approval request; `toolCallId:decision` → the decision.
+    public func approvals(_ executionID: String) -> String { "\(prefix):{\(executionID)}:approvals" }
+    /// Channel: decision announcements (the toolCallId) for the waiting worker.
+    public func approvalsChannel(_ executionID: String) -> String { "\(prefix):{\(executionID)}:approvals" }
+    /// Channel: the id of the newest event, announced after every append, for the gateways' live tailing.
+    public func tail(_ executionID: String) -> String { "\(prefix):{\(executionID)}:tail" }
+    /// Stream + consumer group: one entry per execution to run.
+    public var jobs: String { "\(prefix):jobs" }
+    /// The consumer group of the workers on ``jobs``.
+    public var jobsGroup: String { "workers" }
+    /// Hash: one API key stored in Redis (tenant, agent, secret digest, created, revoked).
+    public func apiKey(_ keyID: String) -> String { "\(prefix):apikey:\(keyID)" }
+    /// Set: the ids of the API keys stored in Redis.
+    public var apiKeyIndex: String { "\(prefix):apikeys" }
+    /// List: a conversation's messages, scoped by tenant (JSON, oldest first).
+    public func conversation(tenant: String, conversationID: String) -> String {
+        "\(prefix):{conv:\(tenant):\(conversationID)}:messages"
+    }
+}

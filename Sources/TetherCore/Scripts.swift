@@ -1,0 +1,132 @@
+import RedisKit
+
+/// The Lua scripts that make Tether's state changes atomic. Each runs with `EVALSHA` (loaded on first use).
+/// Errors are returned as `PREFIX message` so callers can tell them apart.
+public enum Scripts {
+    /// Creates an execution: the record, its first event and its job, once.
+    ///
+    /// KEYS: meta, events, jobs. ARGV: id, tenant, agentId, keyId, conversationId, nowISO, nowMs, startedData,
+    /// input, tailChannel, maxLength. Returns the first event's id. Error `EXISTS` if the id is taken.
+    public static let create = RedisScript(
+        """
+        if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('EXISTS execution already exists') end
+        local eid = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[11], '*',
+            'type', 'execution-started', 'data', ARGV[8], 'ts', ARGV[7], 'status', 'running')
+        redis.call('HSET', KEYS[1], 'id', ARGV[1], 'tenant', ARGV[2], 'agentId', ARGV[3], 'keyId', ARGV[4],
+            'conversationId', ARGV[5], 'status', 'running', 'createdAt', ARGV[6], 'updatedAt', ARGV[6],
+            'lastEventId', eid, 'fence', 0, 'input', ARGV[9])
+        redis.call('XADD', KEYS[3], '*', 'executionId', ARGV[1])
+        redis.call('PUBLISH', ARGV[10], eid)
+        return eid
+        """)
+
+    /// Appends events for the worker holding the lease.
+    ///
+    /// KEYS: meta, events, approvals. ARGV: fence, tailChannel, nowISO, nowMs, maxLength, retentionSeconds, then
+    /// per event: type, data, status ('' for none), approvalsField ('' for none), approvalsValue.
+    /// Checks the fence (`FENCED` when another worker took over) and that the execution has not finished
+    /// (`FINISHED`). Moves the status with the event that causes it; an `error` event also sets the record's
+    /// `error`; a terminal status starts the retention clock on every key. Publishes the last id on the tail
+    /// channel. Returns the new ids.
+    public static let append = RedisScript(
+        """
+        local m = redis.call('HMGET', KEYS[1], 'fence', 'status')
+        if not m[1] then return redis.error_reply('NOTFOUND execution not found') end
+        if m[1] ~= ARGV[1] then return redis.error_reply('FENCED another worker owns this execution') end
+        if m[2] == 'completed' or m[2] == 'failed' or m[2] == 'cancelled' then
+            return redis.error_reply('FINISHED execution already finished')
+        end
+        local ids = {}
+        local status = nil
+        local fields = {'updatedAt', ARGV[3]}
+        for i = 7, #ARGV, 5 do
+            local entry = {'type', ARGV[i], 'data', ARGV[i + 1], 'ts', ARGV[4]}
+            if ARGV[i + 2] ~= '' then
+                status = ARGV[i + 2]
+                entry[#entry + 1] = 'status'
+                entry[#entry + 1] = status
+            end
+            local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', unpack(entry))
+            ids[#ids + 1] = id
+            if ARGV[i + 3] ~= '' then redis.call('HSET', KEYS[3], ARGV[i + 3], ARGV[i + 4]) end
+            if ARGV[i] == 'error' then
+                fields[#fields + 1] = 'error'
+                fields[#fields + 1] = ARGV[i + 1]
+            end
+        end
+        fields[#fields + 1] = 'lastEventId'
+        fields[#fields + 1] = ids[#ids]
+        if status then
+            fields[#fields + 1] = 'status'
+            fields[#fields + 1] = status
+        end
+        redis.call('HSET', KEYS[1], unpack(fields))
+        if status == 'completed' or status == 'failed' or status == 'cancelled' then
+            local ttl = tonumber(ARGV[6])
+            redis.call('EXPIRE', KEYS[1], ttl)
+            redis.call('EXPIRE', KEYS[2], ttl)
+            if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('EXPIRE', KEYS[3], ttl) end
+        end
+        redis.call('PUBLISH', ARGV[2], ids[#ids])
+        return ids
+        """)
+
+    /// Records a human decision on a tool call, once, then announces it.
+    ///
+    /// KEYS: meta, events, approvals. ARGV: toolCallId, approved ('true'|'false'), decisionJSON, eventData,
+    /// nowISO, nowMs, tailChannel, approvalsChannel, maxLength.
+    /// Returns `RECORDED` or `REPEATED` (the same decision again). Errors: `NOTFOUND` (no execution),
+    /// `NOTOOLCALL` (no such approval request), `CONFLICT` (the other decision was recorded), `FINISHED`.
+    /// When no request is left undecided, the status moves from `suspended` back to `running`.
+    public static let decide = RedisScript(
+        """
+        local status = redis.call('HGET', KEYS[1], 'status')
+        if not status then return redis.error_reply('NOTFOUND execution not found') end
+        if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 0 then
+            return redis.error_reply('NOTOOLCALL no approval was requested for this tool call')
+        end
+        local existing = redis.call('HGET', KEYS[3], ARGV[1] .. ':decision')
+        if existing then
+            local previous = cjson.decode(existing)
+            if tostring(previous.approved) == ARGV[2] then return 'REPEATED' end
+            return redis.error_reply('CONFLICT the opposite decision was already recorded')
+        end
+        if status == 'completed' or status == 'failed' or status == 'cancelled' then
+            return redis.error_reply('FINISHED execution already finished')
+        end
+        redis.call('HSET', KEYS[3], ARGV[1] .. ':decision', ARGV[3])
+        local undecided = 0
+        local fields = redis.call('HKEYS', KEYS[3])
+        local present = {}
+        for _, f in ipairs(fields) do present[f] = true end
+        for _, f in ipairs(fields) do
+            if not string.find(f, ':decision', 1, true) and not present[f .. ':decision'] then undecided = undecided + 1 end
+        end
+        local entry = {'type', 'tool-approval-response', 'data', ARGV[4], 'ts', ARGV[6]}
+        local meta = {'updatedAt', ARGV[5]}
+        if undecided == 0 and status == 'suspended' then
+            entry[#entry + 1] = 'status'
+            entry[#entry + 1] = 'running'
+            meta[#meta + 1] = 'status'
+            meta[#meta + 1] = 'running'
+        end
+        local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[9], '*', unpack(entry))
+        meta[#meta + 1] = 'lastEventId'
+        meta[#meta + 1] = id
+        redis.call('HSET', KEYS[1], unpack(meta))
+        redis.call('PUBLISH', ARGV[8], ARGV[1])
+        redis.call('PUBLISH', ARGV[7], id)
+        return 'RECORDED'
+        """)
+
+    /// Takes the lease of an execution: raises the fence (so the previous owner's appends fail) and names the owner.
+    ///
+    /// KEYS: meta. ARGV: owner, nowISO. Returns `{fence, status}`, or error `NOTFOUND`.
+    public static let claim = RedisScript(
+        """
+        if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NOTFOUND execution not found') end
+        local fence = redis.call('HINCRBY', KEYS[1], 'fence', 1)
+        redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'claimedAt', ARGV[2])
+        return {fence, redis.call('HGET', KEYS[1], 'status')}
+        """)
+}

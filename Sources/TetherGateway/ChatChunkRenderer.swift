@@ -1,0 +1,69 @@
+import NIOCore
+import TetherCore
+
+/// Renders stored events as SSE frames in the Inkeep-compatible format: OpenAI `chat.completion.chunk` objects,
+/// with Inkeep's typed events as a JSON string in `delta.content`.
+///
+/// A frame depends on the stored event alone (its id, type, payload and timestamp) and on the execution's id and
+/// agent, so a replay is byte-identical to the live delivery.
+public struct ChatChunkRenderer: Sendable {
+    /// The execution id (the chunk's `id`).
+    public let executionID: String
+    /// The agent id (the chunk's `model`).
+    public let model: String
+
+    /// Makes a renderer for one execution.
+    public init(executionID: String, model: String) {
+        self.executionID = executionID
+        self.model = model
+    }
+
+    /// Appends one frame: `id: <entry id>`, `data: <chunk>`, blank line.
+    public func appendFrame(_ event: StoredEvent, to buffer: inout ByteBuffer) {
+        buffer.writeString("id: ")
+        buffer.writeString(event.id)
+        buffer.writeString("\ndata: ")
+        buffer.writeString(chunk(event))
+        buffer.writeString("\n\n")
+    }
+
+    /// The `chat.completion.chunk` JSON of one event.
+    public func chunk(_ event: StoredEvent) -> String {
+        var delta = ""
+        var finishReason = "null"
+        switch event.type {
+        case EventType.text.rawValue:
+            delta = "{\"content\":" + JSON.quoted(event.json["text"]?.stringValue ?? "") + "}"
+        case EventType.toolCall.rawValue:
+            let data = event.json
+            delta =
+                "{\"tool_calls\":[{\"index\":0,\"id\":" + JSON.quoted(data["toolCallId"]?.stringValue ?? "")
+                + ",\"type\":\"function\",\"function\":{\"name\":" + JSON.quoted(data["toolName"]?.stringValue ?? "")
+                + ",\"arguments\":" + JSON.quoted((data["input"] ?? .object([:])).rendered) + "}}]}"
+        case EventType.started.rawValue, EventType.error.rawValue:
+            delta = "{\"content\":" + JSON.quoted("{\"type\":\"data-operation\",\"data\":" + event.data + "}") + "}"
+        case EventType.finish.rawValue:
+            delta = "{}"
+            finishReason = event.json["status"]?.stringValue == "completed" ? "\"stop\"" : "\"error\""
+        default:
+            // Inkeep's typed events (tool-approval-request, tool-output-available...) travel as a JSON string.
+            delta = "{\"content\":" + JSON.quoted(event.data) + "}"
+        }
+        return "{\"id\":" + JSON.quoted(executionID) + ",\"object\":\"chat.completion.chunk\",\"created\":"
+            + String(event.timestamp / 1000) + ",\"model\":" + JSON.quoted(model)
+            + ",\"choices\":[{\"index\":0,\"delta\":" + delta + ",\"finish_reason\":" + finishReason + "}]}"
+    }
+
+    /// Appends a gap frame (no `id:`: it is not a durable event): ids after `from` up to `through` were trimmed away
+    /// before the client read them; the stream continues with `resumeFrom`.
+    public func appendGapFrame(from: String, through: String, resumeFrom: String?, to buffer: inout ByteBuffer) {
+        var data: [String: JSON] = ["type": "gap", "from": .string(from), "through": .string(through)]
+        data["resumeFrom"] = resumeFrom.map { .string($0) } ?? .null
+        let content = "{\"type\":\"data-operation\",\"data\":" + JSON.object(data).rendered + "}"
+        buffer.writeString(
+            "data: {\"id\":" + JSON.quoted(executionID) + ",\"object\":\"chat.completion.chunk\",\"created\":"
+                + String(Identifiers.nowMilliseconds() / 1000) + ",\"model\":" + JSON.quoted(model)
+                + ",\"choices\":[{\"index\":0,\"delta\":{\"content\":" + JSON.quoted(content)
+                + "},\"finish_reason\":null}]}\n\n")
+    }
+}

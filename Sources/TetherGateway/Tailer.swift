@@ -1,0 +1,219 @@
+import Logging
+import RedisKit
+import Synchronization
+import TetherCore
+
+/// What a following client receives from the ``Tailer``.
+public enum TailSignal: Sendable {
+    /// New events of the execution, in order (may repeat ids the client already has: skip them).
+    case events([StoredEvent])
+    /// A heartbeat tick: write a comment to keep the connection alive.
+    case heartbeat
+}
+
+/// Live tailing for every SSE client of one gateway, with a bounded number of Redis connections.
+///
+/// "Announce, then read" (docs/protocol.md): every append publishes the new id on `…:{exec}:tail`. The tailer
+/// keeps one subscription per watched execution on the client's one pub/sub connection; an announcement (or a
+/// heartbeat tick, as a safety net) makes it read `XREAD COUNT n STREAMS …:events <cursor>` on a pooled
+/// connection, at most one read in flight per execution (announcements meanwhile mark it dirty), and fan the
+/// entries out to every local client of that execution.
+///
+/// Invariant that makes catch-up and live delivery meet with no gap: a client is registered (``follow(_:)``)
+/// before it catches up from the log, and the watch's read cursor was initialised before that. Any entry newer
+/// than the client's catch-up is therefore read after the client was registered, and fanned out to it; entries
+/// it gets twice (read by catch-up and by the fan-out) are skipped by id.
+public final class Tailer: Sendable {
+    /// One client's feed; iterate ``signals`` and call ``Tailer/leave(_:)`` when done.
+    public struct Feed: Sendable {
+        let executionID: String
+        let clientID: UInt64
+        /// Events and heartbeats for this client.
+        public let signals: AsyncStream<TailSignal>
+    }
+
+    private final class Watch: Sendable {
+        struct State {
+            var clients: [UInt64: AsyncStream<TailSignal>.Continuation] = [:]
+            var cursor: StreamID = .zero
+            var reading = false
+            var dirty = false
+            var subscription: RedisSubscription?
+            var listener: Task<Void, Never>?
+            /// Completes when the subscription is confirmed and the cursor set.
+            var ready: Task<Void, any Error>?
+        }
+        let executionID: String
+        let state = Mutex(State())
+
+        init(executionID: String) { self.executionID = executionID }
+    }
+
+    private struct State {
+        var watches: [String: Watch] = [:]
+        var nextClientID: UInt64 = 0
+    }
+
+    private let store: ExecutionStore
+    private let readBatch: Int
+    private let logger: Logger
+    private let state = Mutex(State())
+
+    /// Makes a tailer reading through `store`'s client.
+    public init(store: ExecutionStore, readBatch: Int = 512, logger: Logger) {
+        self.store = store
+        self.readBatch = readBatch
+        self.logger = logger
+        store.redis.subscriber.onResubscribe { [weak self] in self?.pokeAll() }
+    }
+
+    /// Executions with at least one local client.
+    public var watchedCount: Int { state.withLock { $0.watches.count } }
+
+    /// Local clients following an execution.
+    public var clientCount: Int {
+        let watches = state.withLock { Array($0.watches.values) }
+        return watches.reduce(0) { $0 + $1.state.withLock { $0.clients.count } }
+    }
+
+    /// Registers a client of `executionID`; returns once live delivery is armed, so that the client can catch up
+    /// from the log and then rely on the feed.
+    public func follow(_ executionID: String) async throws -> Feed {
+        let (signals, continuation) = AsyncStream.makeStream(of: TailSignal.self)
+        let (ready, clientID) = state.withLock { state -> (Task<Void, any Error>, UInt64) in
+            state.nextClientID += 1
+            let clientID = state.nextClientID
+            if let watch = state.watches[executionID] {
+                return watch.state.withLock { watchState in
+                    watchState.clients[clientID] = continuation
+                    return (watchState.ready!, clientID)
+                }
+            }
+            let watch = Watch(executionID: executionID)
+            let ready = Task { try await self.arm(watch) }
+            watch.state.withLock { watchState in
+                watchState.clients[clientID] = continuation
+                watchState.ready = ready
+            }
+            state.watches[executionID] = watch
+            return (ready, clientID)
+        }
+        let feed = Feed(executionID: executionID, clientID: clientID, signals: signals)
+        do {
+            try await ready.value
+        } catch {
+            leave(feed)
+            throw error
+        }
+        return feed
+    }
+
+    /// Unregisters a client; the last client of an execution unsubscribes from its channel.
+    public func leave(_ feed: Feed) {
+        let removed: Watch? = state.withLock { state in
+            guard let watch = state.watches[feed.executionID] else { return nil }
+            let empty = watch.state.withLock { watchState -> Bool in
+                watchState.clients[feed.clientID]?.finish()
+                watchState.clients[feed.clientID] = nil
+                return watchState.clients.isEmpty
+            }
+            guard empty else { return nil }
+            state.watches[feed.executionID] = nil
+            return watch
+        }
+        guard let removed else { return }
+        let (subscription, listener, ready) = removed.state.withLock { ($0.subscription, $0.listener, $0.ready) }
+        subscription?.cancel()
+        listener?.cancel()
+        ready?.cancel()
+    }
+
+    /// Sends a heartbeat to every client and re-reads every watched execution (the safety net for lost
+    /// announcements). Called on every heartbeat tick.
+    public func tick() {
+        let watches = state.withLock { Array($0.watches.values) }
+        for watch in watches {
+            let clients = watch.state.withLock { Array($0.clients.values) }
+            for client in clients { client.yield(.heartbeat) }
+            poke(watch)
+        }
+    }
+
+    private func pokeAll() {
+        let watches = state.withLock { Array($0.watches.values) }
+        for watch in watches { poke(watch) }
+    }
+
+    /// Subscribes to the execution's tail channel, then sets the read cursor to its newest entry.
+    private func arm(_ watch: Watch) async throws {
+        let subscription = try await store.redis.subscriber.subscribe(
+            store.keys.tail(watch.executionID), bufferingPolicy: .bufferingNewest(1))
+        let newest = try await store.redis.send("XREVRANGE", store.keys.events(watch.executionID), "+", "-", "COUNT", 1)
+        let cursor = ExecutionStore.parseEntries(newest).first.flatMap { StreamID($0.id) } ?? .zero
+        let listener = Task { [weak self] in
+            for await _ in subscription {
+                guard let self else { return }
+                self.poke(watch)
+            }
+        }
+        watch.state.withLock { state in
+            state.cursor = cursor
+            state.subscription = subscription
+            state.listener = listener
+        }
+        if Task.isCancelled {
+            subscription.cancel()
+            listener.cancel()
+            return
+        }
+        // Entries appended between the cursor read and now were announced before the watch listened.
+        poke(watch)
+    }
+
+    private func poke(_ watch: Watch) {
+        let start = watch.state.withLock { state -> Bool in
+            guard state.subscription != nil else { return false }
+            if state.reading {
+                state.dirty = true
+                return false
+            }
+            state.reading = true
+            state.dirty = false
+            return true
+        }
+        guard start else { return }
+        Task { await self.read(watch) }
+    }
+
+    /// Reads from the watch's cursor until caught up, fanning entries out; one such loop per watch at a time.
+    private func read(_ watch: Watch) async {
+        while true {
+            let cursor = watch.state.withLock { $0.cursor }
+            var events: [StoredEvent] = []
+            do {
+                let reply = try await store.redis.send(
+                    "XREAD", "COUNT", readBatch, "STREAMS", store.keys.events(watch.executionID), cursor.description)
+                if let stream = reply.array?.first?.array, stream.count == 2 {
+                    events = ExecutionStore.parseEntries(stream[1])
+                }
+            } catch {
+                logger.warning("tail read of \(watch.executionID) failed: \(error)")
+            }
+            let again = watch.state.withLock { state -> Bool in
+                if let last = events.last.flatMap({ StreamID($0.id) }), last > state.cursor {
+                    state.cursor = last
+                }
+                if !events.isEmpty {
+                    for client in state.clients.values { client.yield(.events(events)) }
+                }
+                if events.count == readBatch || state.dirty {
+                    state.dirty = false
+                    return true
+                }
+                state.reading = false
+                return false
+            }
+            if !again { return }
+        }
+    }
+}

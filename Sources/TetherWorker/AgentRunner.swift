@@ -1,0 +1,237 @@
+import Logging
+import RedisKit
+import TetherCore
+
+/// Runs one execution's agent loop for the worker holding its lease, from wherever the log says it stands.
+///
+/// Resuming: the state is rebuilt from the event log alone. A tool call whose result is logged is never run
+/// again; a tool call waiting for approval waits again (the decision is read from Redis, so one made while no
+/// worker was listening is honoured); a model turn cut short is generated again and only its missing part is
+/// streamed (the demo model is deterministic).
+public struct AgentRunner: Sendable {
+    /// The store.
+    public let store: ExecutionStore
+    /// The model.
+    public let model: DemoModel
+    /// The tools by name.
+    public let tools: [String: Tool]
+    /// Pause between streamed tokens.
+    public let tokenDelay: Duration
+    let logger: Logger
+
+    /// Makes a runner.
+    public init(
+        store: ExecutionStore, model: DemoModel = DemoModel(), tools: [String: Tool] = DemoTools.all,
+        tokenDelay: Duration, logger: Logger
+    ) {
+        self.store = store
+        self.model = model
+        self.tools = tools
+        self.tokenDelay = tokenDelay
+        self.logger = logger
+    }
+
+    private struct Call {
+        var id: String
+        var name: String
+        var input: JSON
+        var result: ToolResult?
+        var approvalRequested = false
+    }
+
+    private struct Rebuilt {
+        var calls: [Call] = []
+        /// Text of the model turn in progress (after the last tool result, not yet ended by a tool call).
+        var partialText = ""
+        var finished = false
+    }
+
+    /// Runs the execution to its end (or until the lease is lost: ``AppendError/fenced``).
+    public func run(_ executionID: String, fence: Int) async throws {
+        guard let record = try await store.record(executionID) else { return }
+        if record.status.isTerminal { return }
+        let input = (try? JSON.parse(record.input)) ?? .null
+        let messages = input["messages"] ?? input
+        do {
+            try await loop(executionID, fence: fence, messages: messages)
+        } catch let error as AppendError {
+            throw error
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            logger.error("execution \(executionID) failed: \(error)")
+            try await store.append(
+                executionID, fence: fence,
+                events: [
+                    NewEvent(.error, ["code": "agent_error", "message": .string("\(error)")]),
+                    NewEvent(.finish, ["status": "failed"], status: .failed),
+                ])
+        }
+    }
+
+    private func loop(_ id: String, fence: Int, messages: JSON) async throws {
+        while true {
+            let state = rebuild(try await store.allEvents(id))
+            if state.finished { return }
+            if let pending = state.calls.last, pending.result == nil {
+                try await settle(pending, id: id, fence: fence)
+                continue
+            }
+            let context = ModelContext(
+                messages: messages, toolCalls: state.calls.map { ($0.name, $0.input, $0.result ?? .error("missing")) })
+            let turn = model.respond(context)
+            try await stream(turn.text, alreadySent: state.partialText, id: id, fence: fence)
+            if let call = turn.toolCall {
+                let callID = "call_" + Identifiers.token(16)
+                try await store.append(
+                    id, fence: fence,
+                    events: [
+                        NewEvent(
+                            .toolCall,
+                            ["toolCallId": .string(callID), "toolName": .string(call.name), "input": call.input])
+                    ])
+                continue
+            }
+            try await store.append(
+                id, fence: fence, events: [NewEvent(.finish, ["status": "completed"], status: .completed)])
+            return
+        }
+    }
+
+    /// Streams `text` token by token, skipping what a previous owner already streamed of it.
+    private func stream(_ text: String, alreadySent: String, id: String, fence: Int) async throws {
+        var remaining = Substring(text)
+        if !alreadySent.isEmpty {
+            if text.hasPrefix(alreadySent) {
+                remaining = text.dropFirst(alreadySent.count)
+            } else {
+                logger.warning("execution \(id): the regenerated turn differs from the logged one; streaming it whole")
+            }
+        }
+        let tokens = DemoModel.tokens(String(remaining))
+        if tokenDelay == .zero {
+            if !tokens.isEmpty {
+                try await store.append(id, fence: fence, events: tokens.map { NewEvent(.text, ["text": .string($0)]) })
+            }
+            return
+        }
+        for token in tokens {
+            try await Task.sleep(for: tokenDelay)
+            try await store.append(id, fence: fence, events: [NewEvent(.text, ["text": .string(token)])])
+        }
+    }
+
+    /// Brings a tool call without a result to its result: approval first when the tool needs it.
+    private func settle(_ call: Call, id: String, fence: Int) async throws {
+        guard let tool = tools[call.name] else {
+            try await store.append(
+                id, fence: fence,
+                events: [
+                    NewEvent(
+                        .toolError, ["toolCallId": .string(call.id), "errorText": .string("unknown tool \(call.name)")])
+                ])
+            return
+        }
+        if tool.needsApproval {
+            if !call.approvalRequested {
+                let approvalID = "appr_" + Identifiers.token(16)
+                let request: JSON = [
+                    "approvalId": .string(approvalID), "toolCallId": .string(call.id), "toolName": .string(call.name),
+                    "input": call.input,
+                    "requestedAt": .string(Identifiers.isoTimestamp(milliseconds: Identifiers.nowMilliseconds())),
+                ]
+                try await store.append(
+                    id, fence: fence,
+                    events: [
+                        NewEvent(
+                            .approvalRequest,
+                            [
+                                "approvalId": .string(approvalID), "toolCallId": .string(call.id),
+                                "toolName": .string(call.name), "input": call.input,
+                            ], status: .suspended, approvalField: (call.id, request.rendered))
+                    ])
+            }
+            let decision = try await waitForDecision(id, toolCallID: call.id)
+            if decision["approved"]?.boolValue != true {
+                let reason: JSON = decision["reason"] ?? .null
+                try await store.append(
+                    id, fence: fence,
+                    events: [NewEvent(.toolDenied, ["toolCallId": .string(call.id), "reason": reason])])
+                return
+            }
+        }
+        let event: NewEvent
+        do {
+            let output = try await tool.run(call.input, call.id)
+            event = NewEvent(.toolOutput, ["toolCallId": .string(call.id), "output": output])
+        } catch let failure as ToolFailure {
+            event = NewEvent(.toolError, ["toolCallId": .string(call.id), "errorText": .string(failure.message)])
+        }
+        try await store.append(id, fence: fence, events: [event])
+    }
+
+    /// Subscribes to the approvals channel first, then reads the stored decision, then waits: a decision made at
+    /// any moment is seen. A re-read every few seconds covers an announcement lost to a reconnect.
+    private func waitForDecision(_ id: String, toolCallID: String) async throws -> JSON {
+        let subscription = try await store.redis.subscriber.subscribe(
+            store.keys.approvalsChannel(id), bufferingPolicy: .bufferingNewest(16))
+        defer { subscription.cancel() }
+        if let decision = try await store.decision(id, toolCallID: toolCallID) { return decision }
+        return try await withThrowingTaskGroup(of: JSON?.self) { group in
+            group.addTask {
+                for await message in subscription where message.string == toolCallID {
+                    if let decision = try await store.decision(id, toolCallID: toolCallID) { return decision }
+                }
+                return nil
+            }
+            group.addTask {
+                while true {
+                    try await Task.sleep(for: .seconds(5))
+                    if let decision = try await store.decision(id, toolCallID: toolCallID) { return decision }
+                }
+            }
+            defer { group.cancelAll() }
+            while let result = try await group.next() {
+                if let result { return result }
+            }
+            throw CancellationError()
+        }
+    }
+
+    private func rebuild(_ events: [StoredEvent]) -> Rebuilt {
+        var state = Rebuilt()
+        for event in events {
+            let data = event.json
+            let callID = data["toolCallId"]?.stringValue
+            switch event.type {
+            case EventType.text.rawValue:
+                state.partialText += data["text"]?.stringValue ?? ""
+            case EventType.toolCall.rawValue:
+                state.calls.append(
+                    Call(id: callID ?? "", name: data["toolName"]?.stringValue ?? "", input: data["input"] ?? .null))
+                state.partialText = ""
+            case EventType.approvalRequest.rawValue:
+                if let index = state.calls.lastIndex(where: { $0.id == callID }) {
+                    state.calls[index].approvalRequested = true
+                }
+            case EventType.toolOutput.rawValue:
+                if let index = state.calls.lastIndex(where: { $0.id == callID }) {
+                    state.calls[index].result = .output(data["output"] ?? .null)
+                }
+            case EventType.toolError.rawValue:
+                if let index = state.calls.lastIndex(where: { $0.id == callID }) {
+                    state.calls[index].result = .error(data["errorText"]?.stringValue ?? "")
+                }
+            case EventType.toolDenied.rawValue:
+                if let index = state.calls.lastIndex(where: { $0.id == callID }) {
+                    state.calls[index].result = .denied(data["reason"]?.stringValue)
+                }
+            case EventType.finish.rawValue:
+                state.finished = true
+            default:
+                break
+            }
+        }
+        return state
+    }
+}

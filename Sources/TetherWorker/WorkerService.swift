@@ -1,0 +1,157 @@
+import Foundation
+import Logging
+import RedisKit
+import ServiceLifecycle
+import Synchronization
+import TetherCore
+
+/// Takes jobs from `…:jobs` with a consumer group and runs them, at most `concurrency` at once.
+///
+/// Crash recovery: the idle time of a job's pending entry is its lease. The running worker renews it
+/// (`XCLAIM … JUSTID`) every third of the lease; a job whose entry stays idle longer than the lease (its worker
+/// died) is taken over by another worker with `XAUTOCLAIM`, which raises the execution's fence (so the old
+/// owner, if it was only slow, can append nothing more) and resumes from the log.
+public final class WorkerService: Service, Sendable {
+    let store: ExecutionStore
+    let runner: AgentRunner
+    let concurrency: Int
+    let lease: Duration
+    let consumer: String
+    let logger: Logger
+    private let active = Mutex<Set<String>>([])
+
+    /// Makes a worker process's job loop.
+    public init(config: TetherConfig, redis: RedisClient, logger: Logger = Logger(label: "tether.worker")) {
+        let store = ExecutionStore(
+            redis: redis, keys: Keys(prefix: config.redis.prefix), maxLength: config.streams.maxLength,
+            retentionSeconds: config.streams.retentionSeconds)
+        self.store = store
+        self.runner = AgentRunner(
+            store: store, tokenDelay: .milliseconds(config.demo.tokenDelayMilliseconds), logger: logger)
+        self.concurrency = max(1, config.workers.concurrency)
+        self.lease = .milliseconds(Int64(config.workers.leaseSeconds * 1000))
+        self.consumer = "\(ProcessInfo.processInfo.hostName)-\(getpid())-\(Identifiers.token(6))"
+        self.logger = logger
+    }
+
+    /// Executions this worker is running now.
+    public var activeCount: Int { active.withLock { $0.count } }
+
+    /// Runs until shutdown: reads new jobs, and takes over jobs whose worker died.
+    public func run() async throws {
+        try await ensureGroup()
+        logger.info("worker \(consumer) taking jobs from \(store.keys.jobs), \(concurrency) at a time")
+        try await withThrowingDiscardingTaskGroup { group in
+            await self.readLoop(group: &group)
+        }
+    }
+
+    private func ensureGroup() async throws {
+        do {
+            try await store.redis.send("XGROUP", "CREATE", store.keys.jobs, store.keys.jobsGroup, "0", "MKSTREAM")
+        } catch let error as RedisError where error.serverErrorPrefix == "BUSYGROUP" {
+            // Already there.
+        }
+    }
+
+    private func readLoop(group: inout ThrowingDiscardingTaskGroup<any Error>) async {
+        var connection: RedisConnection?
+        let clock = ContinuousClock()
+        var nextReclaim = clock.now
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            let free = concurrency - activeCount
+            if free <= 0 {
+                try? await Task.sleep(for: .milliseconds(20))
+                continue
+            }
+            do {
+                if clock.now >= nextReclaim {
+                    nextReclaim = clock.now + lease / 2
+                    for job in try await reclaim(limit: free) {
+                        logger.info("taking over \(job.executionID) from a worker that stopped renewing its lease")
+                        start(job.entryID, job.executionID, group: &group)
+                    }
+                }
+                if connection == nil || connection?.isActive == false {
+                    connection = try await store.redis.dedicatedConnection()
+                }
+                let reply = try await connection!.sendBlocking(
+                    RedisCommand(
+                        "XREADGROUP", "GROUP", store.keys.jobsGroup, consumer, "COUNT", free, "BLOCK", 1000, "STREAMS",
+                        store.keys.jobs, ">"))
+                for job in Self.jobs(reply.array?.first?.array?.last ?? .null) {
+                    start(job.entryID, job.executionID, group: &group)
+                }
+            } catch is CancellationError {
+                break
+            } catch {
+                logger.warning("reading jobs failed: \(error); retrying")
+                try? await Task.sleep(for: .milliseconds(200))
+            }
+        }
+        connection?.close()
+    }
+
+    private func start(_ entryID: String, _ executionID: String, group: inout ThrowingDiscardingTaskGroup<any Error>) {
+        let fresh = active.withLock { $0.insert(executionID).inserted }
+        guard fresh else { return }
+        group.addTask {
+            defer { _ = self.active.withLock { $0.remove(executionID) } }
+            await self.runJob(entryID, executionID)
+        }
+    }
+
+    private func runJob(_ entryID: String, _ executionID: String) async {
+        do {
+            guard let claim = try await store.claim(executionID, owner: consumer), !claim.status.isTerminal else {
+                try await acknowledge(entryID)
+                return
+            }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await self.renewLease(entryID) }
+                group.addTask { try await self.runner.run(executionID, fence: claim.fence) }
+                try await group.next()
+                group.cancelAll()
+            }
+            try await acknowledge(entryID)
+        } catch AppendError.fenced {
+            logger.warning("lost the lease of \(executionID) to another worker")
+        } catch AppendError.finished, AppendError.notFound {
+            try? await acknowledge(entryID)
+        } catch {
+            logger.error("job \(executionID) stopped: \(error); it will be taken over after the lease expires")
+        }
+    }
+
+    private func renewLease(_ entryID: String) async throws {
+        while true {
+            try await Task.sleep(for: lease / 3)
+            try await store.redis.send(
+                "XCLAIM", store.keys.jobs, store.keys.jobsGroup, consumer, 0, entryID, "JUSTID")
+        }
+    }
+
+    private func acknowledge(_ entryID: String) async throws {
+        try await store.redis.send(batch: [
+            RedisCommand("XACK", store.keys.jobs, store.keys.jobsGroup, entryID),
+            RedisCommand("XDEL", store.keys.jobs, entryID),
+        ])
+    }
+
+    /// Takes over up to `limit` jobs idle longer than the lease (their worker died); returns them.
+    func reclaim(limit: Int) async throws -> [(entryID: String, executionID: String)] {
+        guard limit > 0 else { return [] }
+        let reply = try await store.redis.send(
+            "XAUTOCLAIM", store.keys.jobs, store.keys.jobsGroup, consumer,
+            Int64(lease.components.seconds * 1000)
+                + Int64(lease.components.attoseconds / 1_000_000_000_000_000), "0-0", "COUNT", limit)
+        return Self.jobs(reply.array.flatMap { $0.count > 1 ? $0[1] : nil } ?? .null)
+    }
+
+    static func jobs(_ entries: RESPValue) -> [(entryID: String, executionID: String)] {
+        ExecutionStore.parseEntriesRaw(entries).compactMap { entry in
+            guard let id = entry.fields["executionId"] else { return nil }
+            return (entry.id, id)
+        }
+    }
+}
