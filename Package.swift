@@ -89,6 +89,8 @@ let package = Package(
                 "TetherGateway",
                 "TetherWorker",
                 "TetherClient",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),

@@ -91,8 +91,21 @@ public struct StreamHistory: Sendable, Hashable {
     public var firstID: StreamID?
     /// The newest entry.
     public var lastID: StreamID?
-    /// The newest entry ever trimmed away (Redis 7's `max-deleted-entry-id`).
-    public var maxDeletedID: StreamID
+    /// Entries ever added (Redis 7's `entries-added`).
+    public var entriesAdded: Int
+    /// Entries stored now.
+    public var length: Int
+
+    /// Whether some of the oldest entries were trimmed away.
+    public var isTrimmed: Bool { entriesAdded > length }
+
+    /// Whether a client whose last id is `cursor` may have missed trimmed entries: the cursor is older than the
+    /// oldest entry kept, and entries were trimmed. (When the cursor was itself the last trimmed entry, nothing
+    /// was missed, but the stream cannot tell: the gap is reported, empty, rather than hidden.)
+    public func hasGap(after cursor: StreamID) -> Bool {
+        guard isTrimmed, let firstID else { return false }
+        return cursor < firstID
+    }
 }
 
 /// Reads and changes executions in Redis; every change is one Lua script (atomic).
@@ -250,7 +263,8 @@ public struct ExecutionStore: Sendable {
         }
     }
 
-    /// The oldest, newest and newest-trimmed ids of the execution's stream, or `nil` when it does not exist.
+    /// The oldest and newest ids of the execution's stream and whether it was trimmed, or `nil` when it does not
+    /// exist.
     public func history(_ id: String) async throws -> StreamHistory? {
         let reply: RESPValue
         do {
@@ -259,7 +273,7 @@ public struct ExecutionStore: Sendable {
             return nil
         }
         guard let fields = reply.array else { return nil }
-        var history = StreamHistory(firstID: nil, lastID: nil, maxDeletedID: .zero)
+        var history = StreamHistory(firstID: nil, lastID: nil, entriesAdded: 0, length: 0)
         var index = 0
         while index + 1 < fields.count {
             let name = fields[index].string
@@ -267,7 +281,8 @@ public struct ExecutionStore: Sendable {
             switch name {
             case "first-entry": history.firstID = value.array?.first?.string.flatMap { StreamID($0) }
             case "last-generated-id": history.lastID = value.string.flatMap { StreamID($0) }
-            case "max-deleted-entry-id": history.maxDeletedID = value.string.flatMap { StreamID($0) } ?? .zero
+            case "entries-added": history.entriesAdded = value.int ?? 0
+            case "length": history.length = value.int ?? 0
             default: break
             }
             index += 2

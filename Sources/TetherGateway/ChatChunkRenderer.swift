@@ -54,10 +54,10 @@ public struct ChatChunkRenderer: Sendable {
             + ",\"choices\":[{\"index\":0,\"delta\":" + delta + ",\"finish_reason\":" + finishReason + "}]}"
     }
 
-    /// Appends a gap frame (no `id:`: it is not a durable event): ids after `from` up to `through` were trimmed away
-    /// before the client read them; the stream continues with `resumeFrom`.
-    public func appendGapFrame(from: String, through: String, resumeFrom: String?, to buffer: inout ByteBuffer) {
-        var data: [String: JSON] = ["type": "gap", "from": .string(from), "through": .string(through)]
+    /// Appends a gap frame (no `id:`: it is not a durable event): the events after `after` and before
+    /// `resumeFrom` were trimmed away before the client read them; the stream continues with `resumeFrom`.
+    public func appendGapFrame(after: String, resumeFrom: String?, to buffer: inout ByteBuffer) {
+        var data: [String: JSON] = ["type": "gap", "after": .string(after)]
         data["resumeFrom"] = resumeFrom.map { .string($0) } ?? .null
         let content = "{\"type\":\"data-operation\",\"data\":" + JSON.object(data).rendered + "}"
         buffer.writeString(

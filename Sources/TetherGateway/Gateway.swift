@@ -39,8 +39,9 @@ public final class Gateway: Sendable {
     /// The router with every route and middleware.
     public func makeRouter() -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
-        router.add(middleware: ErrorMiddleware())
+        // CORS outermost, so that error responses carry its headers too.
         router.add(middleware: CORSMiddleware(allowedOrigins: config.http.corsAllowedOrigins))
+        router.add(middleware: ErrorMiddleware())
         router.get("healthz") { _, _ in Self.json(.ok, "{\"status\":\"ok\"}") }
         router.get("readyz") { _, _ in
             do {
@@ -165,15 +166,15 @@ public final class Gateway: Sendable {
         {
             return Response(status: .noContent, headers: [.cacheControl: "no-cache"])
         }
-        var gap: (from: StreamID, through: StreamID, resume: StreamID?)?
-        if let cursor, let history = try await store.history(record.id), cursor < history.maxDeletedID {
-            gap = (cursor, history.maxDeletedID, history.firstID)
+        var gap: (after: StreamID, resume: StreamID?)?
+        if let cursor, let history = try await store.history(record.id), history.hasGap(after: cursor) {
+            gap = (cursor, history.firstID)
         }
         var headers = Self.sseHeaders
         headers[HTTPField.Name("x-workflow-run-id")!] = record.id
         let renderer = ChatChunkRenderer(executionID: record.id, model: record.agentId)
         return streamResponse(
-            request, id: record.id, renderer: renderer, after: gap?.through ?? cursor, gap: gap, headers: headers)
+            request, id: record.id, renderer: renderer, after: cursor, gap: gap, headers: headers)
     }
 
     // MARK: - Streaming
@@ -184,7 +185,7 @@ public final class Gateway: Sendable {
 
     private func streamResponse(
         _ request: Request, id: String, renderer: ChatChunkRenderer, after cursor: StreamID?,
-        gap: (from: StreamID, through: StreamID, resume: StreamID?)?, headers: HTTPFields
+        gap: (after: StreamID, resume: StreamID?)?, headers: HTTPFields
     ) -> Response {
         Response(
             status: .ok, headers: headers,
@@ -203,16 +204,14 @@ public final class Gateway: Sendable {
     /// Writes the log from `cursor` to the final frame: catch-up from the stream, then live entries from the tailer.
     private func pump(
         _ id: String, renderer: ChatChunkRenderer, after cursor: StreamID?,
-        gap: (from: StreamID, through: StreamID, resume: StreamID?)?, writer: inout any ResponseBodyWriter
+        gap: (after: StreamID, resume: StreamID?)?, writer: inout any ResponseBodyWriter
     ) async throws {
         let feed = try await tailer.follow(id)
         defer { tailer.leave(feed) }
         var last = cursor ?? .zero
         if let gap {
             var buffer = ByteBuffer()
-            renderer.appendGapFrame(
-                from: gap.from.description, through: gap.through.description, resumeFrom: gap.resume?.description,
-                to: &buffer)
+            renderer.appendGapFrame(after: gap.after.description, resumeFrom: gap.resume?.description, to: &buffer)
             try await writer.write(buffer)
         }
         // Catch up from the log.
@@ -319,6 +318,9 @@ public final class Gateway: Sendable {
         do {
             let buffer = try await request.collectBody(upTo: config.http.bodyLimitBytes)
             return Array(buffer.readableBytesView)
+        } catch is NIOTooManyBytesError {
+            throw APIError(
+                .contentTooLarge, "payload_too_large", "request body exceeds \(config.http.bodyLimitBytes) bytes")
         } catch let error as HTTPError where error.status == .contentTooLarge {
             throw APIError(
                 .contentTooLarge, "payload_too_large", "request body exceeds \(config.http.bodyLimitBytes) bytes")

@@ -41,8 +41,12 @@ public final class WorkerService: Service, Sendable {
     public func run() async throws {
         try await ensureGroup()
         logger.info("worker \(consumer) taking jobs from \(store.keys.jobs), \(concurrency) at a time")
-        try await withThrowingDiscardingTaskGroup { group in
-            await self.readLoop(group: &group)
+        // On graceful shutdown running jobs are cancelled and handed back at once (see runJob), so that another
+        // worker resumes them without waiting for the lease to run out.
+        try await cancelWhenGracefulShutdown {
+            try await withThrowingDiscardingTaskGroup { group in
+                await self.readLoop(group: &group)
+            }
         }
     }
 
@@ -114,6 +118,14 @@ public final class WorkerService: Service, Sendable {
                 group.cancelAll()
             }
             try await acknowledge(entryID)
+        } catch is CancellationError {
+            // Shutting down: make the job's entry look expired so another worker takes it over now.
+            logger.info("handing \(executionID) back for another worker to resume")
+            // In a task of its own: this one is cancelled, and the pool refuses to queue cancelled callers.
+            let handBack = RedisCommand(
+                "XCLAIM", store.keys.jobs, store.keys.jobsGroup, consumer, 0, entryID, "IDLE", Self.milliseconds(lease),
+                "JUSTID")
+            _ = await Task { [redis = store.redis] in try? await redis.send(handBack) }.value
         } catch AppendError.fenced {
             logger.warning("lost the lease of \(executionID) to another worker")
         } catch AppendError.finished, AppendError.notFound {
@@ -146,6 +158,10 @@ public final class WorkerService: Service, Sendable {
             Int64(lease.components.seconds * 1000)
                 + Int64(lease.components.attoseconds / 1_000_000_000_000_000), "0-0", "COUNT", limit)
         return Self.jobs(reply.array.flatMap { $0.count > 1 ? $0[1] : nil } ?? .null)
+    }
+
+    static func milliseconds(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
     }
 
     static func jobs(_ entries: RESPValue) -> [(entryID: String, executionID: String)] {

@@ -1,0 +1,152 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// A response read to its end.
+public struct HTTPResult: Sendable {
+    /// The status code.
+    public var status: Int
+    /// The headers, names lower-cased.
+    public var headers: [String: String]
+    /// The body bytes.
+    public var body: [UInt8]
+    /// The body as text.
+    public var text: String { String(decoding: body, as: UTF8.self) }
+}
+
+/// A streaming response: status and headers, then body chunks as they arrive.
+public struct HTTPStream: Sendable {
+    /// The status code.
+    public var status: Int
+    /// The headers, names lower-cased.
+    public var headers: [String: String]
+    /// Body chunks as they arrive; ends when the server ends the response.
+    public let body: AsyncThrowingStream<ByteBuffer, any Error>
+    let channel: any Channel
+
+    /// Closes the connection (as a client that goes away does).
+    public func close() { channel.close(promise: nil) }
+
+    /// Reads the whole body as SSE events until the server ends the response.
+    public func events() async throws -> [SSEEvent] {
+        var parser = SSEParser()
+        var all: [SSEEvent] = []
+        for try await chunk in body { all += parser.feed(chunk.readableBytesView) }
+        return all
+    }
+}
+
+/// A small HTTP/1.1 client on SwiftNIO, one connection per request: enough for tests and benchmarks to drive the
+/// gateway as a real client does (streamed bodies, early disconnects).
+public struct HTTPClient: Sendable {
+    /// The server's host.
+    public var host: String
+    /// The server's port.
+    public var port: Int
+    let group: any EventLoopGroup
+
+    /// Makes a client for `host:port`.
+    public init(
+        host: String = "127.0.0.1", port: Int, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) {
+        self.host = host
+        self.port = port
+        self.group = group
+    }
+
+    /// Sends a request and reads the whole response.
+    public func send(
+        _ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], body: [UInt8]? = nil
+    ) async throws -> HTTPResult {
+        let stream = try await open(method, path, headers: headers, body: body)
+        var bytes: [UInt8] = []
+        for try await chunk in stream.body { bytes += chunk.readableBytesView }
+        return HTTPResult(status: stream.status, headers: stream.headers, body: bytes)
+    }
+
+    /// Sends a request and returns as soon as the response head arrives; the body streams.
+    public func open(
+        _ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], body: [UInt8]? = nil
+    ) async throws -> HTTPStream {
+        let (parts, continuation) = AsyncThrowingStream.makeStream(of: HTTPClientResponsePart.self)
+        let channel = try await ClientBootstrap(group: group)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(ResponseCollector(continuation: continuation))
+                }
+            }
+            .connect(host: host, port: port).get()
+        var head = HTTPRequestHead(version: .http1_1, method: method, uri: path)
+        head.headers.add(name: "Host", value: "\(host):\(port)")
+        head.headers.add(name: "Connection", value: "close")
+        for (name, value) in headers { head.headers.add(name: name, value: value) }
+        if let body { head.headers.add(name: "Content-Length", value: String(body.count)) }
+        channel.write(HTTPClientRequestPart.head(head), promise: nil)
+        if let body { channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil) }
+        try await channel.writeAndFlush(HTTPClientRequestPart.end(nil)).get()
+
+        var iterator = parts.makeAsyncIterator()
+        guard case .head(let responseHead) = try await iterator.next() else {
+            channel.close(promise: nil)
+            throw HTTPClientError.noResponse
+        }
+        var names: [String: String] = [:]
+        for header in responseHead.headers { names[header.name.lowercased()] = header.value }
+        let (chunks, chunkContinuation) = AsyncThrowingStream.makeStream(of: ByteBuffer.self)
+        let task = Task {
+            do {
+                while let part = try await iterator.next() {
+                    switch part {
+                    case .body(let buffer): chunkContinuation.yield(buffer)
+                    case .end: chunkContinuation.finish()
+                    case .head: break
+                    }
+                }
+                chunkContinuation.finish()
+            } catch {
+                chunkContinuation.finish(throwing: error)
+            }
+        }
+        chunkContinuation.onTermination = { _ in
+            task.cancel()
+            channel.close(promise: nil)
+        }
+        return HTTPStream(status: Int(responseHead.status.code), headers: names, body: chunks, channel: channel)
+    }
+}
+
+/// Errors of ``HTTPClient``.
+public enum HTTPClientError: Error, Sendable {
+    /// The connection closed before a response head.
+    case noResponse
+}
+
+private final class ResponseCollector: ChannelInboundHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    let continuation: AsyncThrowingStream<HTTPClientResponsePart, any Error>.Continuation
+
+    init(continuation: AsyncThrowingStream<HTTPClientResponsePart, any Error>.Continuation) {
+        self.continuation = continuation
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = unwrapInboundIn(data)
+        continuation.yield(part)
+        if case .end = part {
+            continuation.finish()
+            context.close(promise: nil)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        continuation.finish()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        continuation.finish(throwing: error)
+        context.close(promise: nil)
+    }
+}

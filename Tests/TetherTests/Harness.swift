@@ -1,0 +1,182 @@
+import Foundation
+import Hummingbird
+import NIOCore
+import RedisKit
+import ServiceLifecycle
+import Synchronization
+import Testing
+import TetherClient
+import TetherCore
+import TetherGateway
+import TetherWorker
+
+/// The Redis server of `scripts/test` (or a local default for a bare `swift test`).
+let testRedisURL = ProcessInfo.processInfo.environment["TETHER_TEST_REDIS_URL"] ?? "redis://127.0.0.1:6379"
+
+/// A gateway (and optionally workers) in this process on a free port, with a key prefix of its own so tests
+/// sharing one Redis never see each other's keys or jobs.
+final class Harness: Sendable {
+    let config: TetherConfig
+    let redis: RedisClient
+    let gatewayRedis: RedisClient
+    let gateway: Gateway
+    let port: Int
+    let token: String
+    private let task: Task<Void, any Error>
+    private let workers = Mutex<[Task<Void, any Error>]>([])
+
+    static func start(
+        tokenDelayMilliseconds: Int = 0, heartbeatSeconds: Double = 15, withWorker: Bool = true,
+        leaseSeconds: Double = 30, poolSize: Int = 8, configure: (inout TetherConfig) -> Void = { _ in }
+    ) async throws -> Harness {
+        var config = TetherConfig()
+        config.redis.url = testRedisURL
+        config.redis.prefix = "t" + Identifiers.token(8)
+        config.redis.poolSize = poolSize
+        config.http.host = "127.0.0.1"
+        config.http.port = 0
+        config.http.heartbeatSeconds = heartbeatSeconds
+        config.demo.tokenDelayMilliseconds = tokenDelayMilliseconds
+        config.workers.leaseSeconds = leaseSeconds
+        config.workers.concurrency = 64
+        configure(&config)
+        return try await Harness(config: config, withWorker: withWorker)
+    }
+
+    private init(config: TetherConfig, withWorker: Bool) async throws {
+        self.config = config
+        redis = try Self.client(config, name: "test")
+        gatewayRedis = try Self.client(config, name: "gw-\(config.redis.prefix)")
+        gateway = Gateway(config: config, redis: gatewayRedis)
+        let keys = APIKeys(redis: redis, keys: Keys(prefix: config.redis.prefix), configured: [])
+        token = try await keys.create(tenant: "acme", agent: "demo").token
+        let (portStream, portContinuation) = AsyncStream.makeStream(of: Int.self)
+        let app = gateway.makeApplication { channel in
+            portContinuation.yield(channel.localAddress?.port ?? 0)
+            portContinuation.finish()
+        }
+        task = Task { try await app.runService(gracefulShutdownSignals: []) }
+        var iterator = portStream.makeAsyncIterator()
+        port = await iterator.next() ?? 0
+        if withWorker { startWorker() }
+    }
+
+    static func client(_ config: TetherConfig, name: String) throws -> RedisClient {
+        var configuration = try RedisConfiguration(url: config.redis.url)
+        configuration.poolSize = config.redis.poolSize
+        configuration.clientName = name
+        return RedisClient(configuration: configuration)
+    }
+
+    /// Starts a worker process's job loop (a new consumer); returns its index for ``stopWorker(_:)``.
+    @discardableResult
+    func startWorker() -> Int {
+        let worker = WorkerService(config: config, redis: redis)
+        return workers.withLock { workers in
+            workers.append(Task { try await worker.run() })
+            return workers.count - 1
+        }
+    }
+
+    /// Stops a worker abruptly (its jobs stay pending, as after a crash).
+    func stopWorker(_ index: Int) {
+        workers.withLock { $0[index].cancel() }
+    }
+
+    func stop() {
+        workers.withLock { workers in for worker in workers { worker.cancel() } }
+        task.cancel()
+        redis.shutdown()
+        gatewayRedis.shutdown()
+    }
+
+    var http: HTTPClient { HTTPClient(port: port) }
+    var store: ExecutionStore { gateway.store }
+
+    func auth(_ token: String? = nil) -> [(String, String)] { [("Authorization", "Bearer \(token ?? self.token)")] }
+
+    func makeKey(tenant: String, agent: String) async throws -> String {
+        try await APIKeys(redis: redis, keys: Keys(prefix: config.redis.prefix), configured: [])
+            .create(tenant: tenant, agent: agent).token
+    }
+
+    /// POSTs a one-message execution and returns the open stream.
+    func create(_ text: String, token: String? = nil) async throws -> HTTPStream {
+        let body = JSON.object(["messages": [["role": "user", "content": .string(text)]]]).rendered
+        return try await http.open(
+            .POST, "/run/api/executions", headers: auth(token) + [("Content-Type", "application/json")],
+            body: Array(body.utf8))
+    }
+
+    func status(_ id: String, token: String? = nil) async throws -> HTTPResult {
+        try await http.send(.GET, "/run/api/executions/\(id)", headers: auth(token))
+    }
+
+    func decide(_ id: String, _ toolCallID: String, approved: Bool, reason: String? = nil, token: String? = nil)
+        async throws -> HTTPResult
+    {
+        var body: [String: JSON] = ["approved": .bool(approved)]
+        if let reason { body["reason"] = .string(reason) }
+        return try await http.send(
+            .POST, "/run/api/executions/\(id)/approvals/\(toolCallID)",
+            headers: auth(token) + [("Content-Type", "application/json")], body: Array(JSON.object(body).rendered.utf8))
+    }
+
+    func reconnect(_ id: String, headers: [(String, String)] = [], query: String = "", token: String? = nil)
+        async throws -> HTTPStream
+    {
+        try await http.open(.GET, "/run/api/executions/\(id)/stream\(query)", headers: auth(token) + headers)
+    }
+}
+
+/// A parsed frame of the chat-completion stream.
+struct Frame {
+    let event: SSEEvent
+    let chunk: JSON
+
+    init(_ event: SSEEvent) {
+        self.event = event
+        self.chunk = (try? JSON.parse(event.data)) ?? .null
+    }
+
+    var delta: JSON { chunk["choices"]?.arrayValue?.first?["delta"] ?? .null }
+    var finishReason: String? { chunk["choices"]?.arrayValue?.first?["finish_reason"]?.stringValue }
+    var content: String? { delta["content"]?.stringValue }
+    /// The typed Inkeep event carried as JSON in `delta.content`, if any.
+    var typed: JSON? {
+        guard let content, content.hasPrefix("{") else { return nil }
+        return try? JSON.parse(content)
+    }
+    var type: String? { typed?["type"]?.stringValue }
+    var toolCall: JSON? { delta["tool_calls"]?.arrayValue?.first }
+}
+
+/// Reads SSE frames until `stop` says so (or the stream ends).
+func readFrames(_ stream: HTTPStream, until stop: ([Frame]) -> Bool) async throws -> [Frame] {
+    var parser = SSEParser()
+    var frames: [Frame] = []
+    for try await chunk in stream.body {
+        frames += parser.feed(chunk.readableBytesView).map(Frame.init)
+        if stop(frames) { return frames }
+    }
+    return frames
+}
+
+/// The reply text of a list of frames (plain text deltas only).
+func replyText(_ frames: [Frame]) -> String {
+    frames.filter { $0.typed == nil }.compactMap(\.content).joined()
+}
+
+extension HTTPStream {
+    /// The execution id from `x-workflow-run-id`.
+    var executionID: String { headers["x-workflow-run-id"] ?? "" }
+}
+
+func eventually(_ seconds: Double = 10, _ condition: @Sendable () async throws -> Bool) async throws -> Bool {
+    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    return try await condition()
+}
