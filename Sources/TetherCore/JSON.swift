@@ -208,8 +208,10 @@ extension JSON: Codable {
 }
 
 extension JSON: ExpressibleByStringLiteral, ExpressibleByBooleanLiteral, ExpressibleByIntegerLiteral,
-    ExpressibleByDictionaryLiteral, ExpressibleByArrayLiteral, ExpressibleByNilLiteral
+    ExpressibleByFloatLiteral, ExpressibleByDictionaryLiteral, ExpressibleByArrayLiteral, ExpressibleByNilLiteral
 {
+    /// A number.
+    public init(floatLiteral value: Double) { self = .number(value) }
     /// A string.
     public init(stringLiteral value: String) { self = .string(value) }
     /// A bool.

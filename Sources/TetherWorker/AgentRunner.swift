@@ -110,8 +110,12 @@ public struct AgentRunner: Sendable {
         }
         let tokens = DemoModel.tokens(String(remaining))
         if tokenDelay == .zero {
-            if !tokens.isEmpty {
-                try await store.append(id, fence: fence, events: tokens.map { NewEvent(.text, ["text": .string($0)]) })
+            // As fast as possible: many tokens per script call.
+            var start = 0
+            while start < tokens.count {
+                let chunk = tokens[start..<min(start + 256, tokens.count)]
+                try await store.append(id, fence: fence, events: chunk.map { NewEvent(.text, ["text": .string($0)]) })
+                start += 256
             }
             return
         }

@@ -62,6 +62,7 @@ public struct ModelContext: Sendable {
 /// - "time" → calls `get_time` (no approval), then reports the time;
 /// - "email" → calls `send_email`, which needs a human's approval, then reports the result, or the denial and its
 ///   reason word for word;
+/// - "count to N" → streams the numbers 1 to N, one token each (N at most 100,000; for benchmarks);
 /// - anything else → a short reply that says what it can do.
 public struct DemoModel: Sendable {
     /// Makes the demo model.
@@ -73,6 +74,9 @@ public struct DemoModel: Sendable {
         let lower = text.lowercased()
         if let last = context.toolCalls.last {
             return report(last.name, last.input, last.result)
+        }
+        if let count = Self.countTarget(lower) {
+            return ModelTurn(text: (1...count).map(String.init).joined(separator: " "))
         }
         if lower.contains("email") || lower.contains("e-mail") {
             let to = Self.emailAddress(in: text) ?? "team@example.com"
@@ -137,6 +141,14 @@ public struct DemoModel: Sendable {
         }
         if !current.isEmpty { tokens.append(current) }
         return tokens
+    }
+
+    /// N in "count to N" (1...100,000), else `nil`.
+    static func countTarget(_ lower: String) -> Int? {
+        guard let range = lower.range(of: "count to ") else { return nil }
+        let digits = lower[range.upperBound...].prefix { $0.isNumber }
+        guard let n = Int(digits), (1...100_000).contains(n) else { return nil }
+        return n
     }
 
     static func emailAddress(in text: String) -> String? {

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import Logging
 import NIOCore
 import RedisKit
 import ServiceLifecycle
@@ -47,7 +48,7 @@ final class Harness: Sendable {
         self.config = config
         redis = try Self.client(config, name: "test")
         gatewayRedis = try Self.client(config, name: "gw-\(config.redis.prefix)")
-        gateway = Gateway(config: config, redis: gatewayRedis)
+        gateway = Gateway(config: config, redis: gatewayRedis, logger: Self.quietLogger("tether.gateway"))
         let keys = APIKeys(redis: redis, keys: Keys(prefix: config.redis.prefix), configured: [])
         token = try await keys.create(tenant: "acme", agent: "demo").token
         let (portStream, portContinuation) = AsyncStream.makeStream(of: Int.self)
@@ -61,17 +62,25 @@ final class Harness: Sendable {
         if withWorker { startWorker() }
     }
 
+    /// Test output stays readable: only critical messages (shutdown noise is expected at the end of each test).
+    static func quietLogger(_ label: String) -> Logger {
+        var logger = Logger(label: label)
+        logger.logLevel =
+            ProcessInfo.processInfo.environment["TEST_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .critical
+        return logger
+    }
+
     static func client(_ config: TetherConfig, name: String) throws -> RedisClient {
         var configuration = try RedisConfiguration(url: config.redis.url)
         configuration.poolSize = config.redis.poolSize
         configuration.clientName = name
-        return RedisClient(configuration: configuration)
+        return RedisClient(configuration: configuration, logger: quietLogger("tether.redis"))
     }
 
     /// Starts a worker process's job loop (a new consumer); returns its index for ``stopWorker(_:)``.
     @discardableResult
     func startWorker() -> Int {
-        let worker = WorkerService(config: config, redis: redis)
+        let worker = WorkerService(config: config, redis: redis, logger: Self.quietLogger("tether.worker"))
         return workers.withLock { workers in
             workers.append(Task { try await worker.run() })
             return workers.count - 1

@@ -1,0 +1,108 @@
+import Foundation
+import NIOCore
+import Testing
+import TetherCore
+import TetherGateway
+import TetherWorker
+
+@Suite("Units")
+struct UnitTests {
+    @Test func jsonRoundTripAndEscaping() throws {
+        let value: JSON = ["b": [1, 2.5, "x\n\"y\"\u{01}"], "a": true, "c": nil, "d": ["nested": "é"]]
+        let text = value.rendered
+        #expect(text == #"{"a":true,"b":[1,2.5,"x\n\"y\"\u0001"],"c":null,"d":{"nested":"é"}}"#)
+        #expect(try JSON.parse(text) == value)
+        #expect(JSON.quoted("\u{2028}") == "\"\\u2028\"")
+        #expect(throws: JSONError.self) { try JSON.parse("{\"a\":") }
+    }
+
+    @Test func streamIDs() {
+        #expect(StreamID("1764425001234-0") == StreamID(milliseconds: 1_764_425_001_234, sequence: 0))
+        #expect(StreamID("1-2")! < StreamID("1-10")!)
+        #expect(StreamID("2-0")! > StreamID("1-99")!)
+        for bad in ["", "1", "1-", "-1", "a-1", "1-1-1", "+1-1", "1- 1", "99999999999999999999999-1"] {
+            #expect(StreamID(bad) == nil, "\(bad)")
+        }
+        #expect(StreamID.zero.description == "0-0")
+    }
+
+    @Test func identifiers() {
+        let id = Identifiers.executionID()
+        #expect(id.hasPrefix("exec_") && id.count == 31)
+        #expect(Identifiers.ulid(now: Date(timeIntervalSince1970: 0)).hasPrefix("0000000000"))
+        #expect(Identifiers.ulid() != Identifiers.ulid())
+        #expect(Identifiers.isoTimestamp(milliseconds: 1_795_967_227_069) == "2026-11-29T15:47:07.069Z")
+        #expect(Identifiers.token(20).count == 20)
+    }
+
+    @Test func apiKeyParsingAndDigest() {
+        #expect(APIKeys.parse("tk_abc123_SECRETxyz")! == ("abc123", "SECRETxyz"))
+        for bad in ["", "tk_", "tk_a", "tk__b", "tk_a_", "xx_a_b", "tk_a_b_c", "tk_a-b_c"] {
+            #expect(APIKeys.parse(bad) == nil, "\(bad)")
+        }
+        #expect(APIKeys.digest("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(APIKeys.constantTimeEqual("abc", "abc"))
+        #expect(!APIKeys.constantTimeEqual("abc", "abd"))
+        #expect(!APIKeys.constantTimeEqual("abc", "abcd"))
+    }
+
+    @Test func rendererIsAFunctionOfTheStoredEvent() {
+        let renderer = ChatChunkRenderer(executionID: "exec_X", model: "demo")
+        let event = StoredEvent(
+            id: "5-1", type: "text-delta", data: #"{"text":"hi \"there\"","type":"text-delta"}"#,
+            timestamp: 1_700_000_000_999)
+        var a = ByteBuffer()
+        var b = ByteBuffer()
+        renderer.appendFrame(event, to: &a)
+        renderer.appendFrame(event, to: &b)
+        #expect(a == b)
+        #expect(
+            String(buffer: a)
+                == "id: 5-1\ndata: {\"id\":\"exec_X\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"demo\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi \\\"there\\\"\"},\"finish_reason\":null}]}\n\n"
+        )
+        let finish = StoredEvent(id: "6-0", type: "finish", data: #"{"status":"failed","type":"finish"}"#, timestamp: 0)
+        #expect(renderer.chunk(finish).contains("\"finish_reason\":\"error\""))
+    }
+
+    @Test func demoModel() {
+        let model = DemoModel()
+        func context(_ text: String) -> ModelContext {
+            ModelContext(messages: [["role": "user", "content": .string(text)]], toolCalls: [])
+        }
+        #expect(model.respond(context("count to 5")).text == "1 2 3 4 5")
+        #expect(model.respond(context("weather in rome?")).toolCall?.input == ["city": "Rome"])
+        #expect(model.respond(context("mail x@y.io an e-mail")).toolCall?.name == "send_email")
+        #expect(model.respond(context("hi")).toolCall == nil)
+        let denied = ModelContext(
+            messages: [["role": "user", "content": "email a@b.co"]],
+            toolCalls: [("send_email", ["to": "a@b.co"], .denied("Not now: budget freeze."))])
+        #expect(model.respond(denied).text == "I did not send the email. You declined: Not now: budget freeze.")
+        #expect(DemoModel.tokens("a b  c") == ["a ", "b ", " ", "c"])
+    }
+
+    @Test func configFileAndEnvironment() throws {
+        var config = try TetherConfig.parse(
+            yaml: """
+                redis:
+                  url: redis://example:6380/2
+                http:
+                  port: 9000
+                apiKeys:
+                  - {id: k1, tenant: t, agent: a, secretSha256: abc}
+                """)
+        #expect(config.redis.url == "redis://example:6380/2")
+        #expect(config.redis.prefix == "tether")
+        #expect(config.http.port == 9000)
+        #expect(config.http.heartbeatSeconds == 15)
+        #expect(config.apiKeys.first?.id == "k1")
+        config.applyEnvironment(["TETHER_PORT": "9100", "TETHER_REDIS_URL": "redis://other:1"])
+        #expect(config.http.port == 9100)
+        #expect(config.redis.url == "redis://other:1")
+        let shipped = try TetherConfig.load(
+            path: URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+                "../../config/tether.yaml"
+            )
+            .path)
+        #expect(shipped.http.port == 8080)
+    }
+}
