@@ -77,6 +77,12 @@ public enum JSON: Sendable, Hashable {
     /// Appends `s` as a JSON string literal, quotes included.
     public static func appendQuoted(_ s: String, to out: inout String) {
         out += "\""
+        // Fast path: nothing to escape (the common case for tokens), one append.
+        if !s.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C || $0 == 0xE2 }) {
+            out += s
+            out += "\""
+            return
+        }
         var plainStart = s.unicodeScalars.startIndex
         var index = plainStart
         let scalars = s.unicodeScalars
@@ -108,6 +114,78 @@ public enum JSON: Sendable, Hashable {
         }
         out.unicodeScalars.append(contentsOf: scalars[plainStart..<scalars.endIndex])
         out += "\""
+    }
+
+    /// The raw JSON text of member `key` of the top-level object in `text`, without decoding it; `nil` when absent
+    /// or when `text` is not an object. Lets the hot paths copy a value (a string literal, say) as it is stored.
+    public static func rawMember(_ key: String, in text: String) -> Substring? {
+        let utf8 = text.utf8
+        var i = utf8.startIndex
+        func skipSpace() {
+            while i < utf8.endIndex, utf8[i] == 0x20 || utf8[i] == 0x0A || utf8[i] == 0x0D || utf8[i] == 0x09 {
+                i = utf8.index(after: i)
+            }
+        }
+        /// Moves past one value; returns false on malformed input.
+        func skipValue() -> Bool {
+            guard i < utf8.endIndex else { return false }
+            var depth = 0
+            var inString = false
+            repeat {
+                let b = utf8[i]
+                if inString {
+                    if b == 0x5C {
+                        i = utf8.index(after: i)
+                        guard i < utf8.endIndex else { return false }
+                    } else if b == 0x22 {
+                        inString = false
+                        if depth == 0 {
+                            i = utf8.index(after: i)
+                            return true
+                        }
+                    }
+                } else {
+                    switch b {
+                    case 0x22: inString = true
+                    case 0x7B, 0x5B: depth += 1
+                    case 0x7D, 0x5D:
+                        // At depth 0 this closes the enclosing object: the primitive value ended just before it.
+                        if depth == 0 { return true }
+                        depth -= 1
+                        if depth == 0 {
+                            i = utf8.index(after: i)
+                            return true
+                        }
+                    case 0x2C, 0x20, 0x0A, 0x0D, 0x09:
+                        if depth == 0 { return true }
+                    default: break
+                    }
+                }
+                i = utf8.index(after: i)
+            } while i < utf8.endIndex
+            return depth == 0 && !inString
+        }
+        skipSpace()
+        guard i < utf8.endIndex, utf8[i] == 0x7B else { return nil }
+        i = utf8.index(after: i)
+        let quotedKey = quoted(key)
+        while true {
+            skipSpace()
+            guard i < utf8.endIndex, utf8[i] == 0x22 else { return nil }
+            let keyStart = i
+            guard skipValue() else { return nil }
+            let keyText = text[keyStart..<i]
+            skipSpace()
+            guard i < utf8.endIndex, utf8[i] == 0x3A else { return nil }
+            i = utf8.index(after: i)
+            skipSpace()
+            let valueStart = i
+            guard skipValue() else { return nil }
+            if keyText == quotedKey { return text[valueStart..<i] }
+            skipSpace()
+            guard i < utf8.endIndex, utf8[i] == 0x2C else { return nil }
+            i = utf8.index(after: i)
+        }
     }
 
     /// `s` as a JSON string literal.

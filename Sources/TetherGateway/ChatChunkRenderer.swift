@@ -31,20 +31,22 @@ public struct ChatChunkRenderer: Sendable {
     public func chunk(_ event: StoredEvent) -> String {
         var delta = ""
         var finishReason = "null"
+        // Values are copied from the stored JSON text as they are (no decode/encode on the hot path), so the
+        // frame is still a pure function of the stored event.
         switch event.type {
         case EventType.text.rawValue:
-            delta = "{\"content\":" + JSON.quoted(event.json["text"]?.stringValue ?? "") + "}"
+            delta = "{\"content\":" + String(JSON.rawMember("text", in: event.data) ?? "\"\"") + "}"
         case EventType.toolCall.rawValue:
-            let data = event.json
             delta =
-                "{\"tool_calls\":[{\"index\":0,\"id\":" + JSON.quoted(data["toolCallId"]?.stringValue ?? "")
-                + ",\"type\":\"function\",\"function\":{\"name\":" + JSON.quoted(data["toolName"]?.stringValue ?? "")
-                + ",\"arguments\":" + JSON.quoted((data["input"] ?? .object([:])).rendered) + "}}]}"
+                "{\"tool_calls\":[{\"index\":0,\"id\":" + String(JSON.rawMember("toolCallId", in: event.data) ?? "\"\"")
+                + ",\"type\":\"function\",\"function\":{\"name\":"
+                + String(JSON.rawMember("toolName", in: event.data) ?? "\"\"") + ",\"arguments\":"
+                + JSON.quoted(String(JSON.rawMember("input", in: event.data) ?? "{}")) + "}}]}"
         case EventType.started.rawValue, EventType.error.rawValue:
             delta = "{\"content\":" + JSON.quoted("{\"type\":\"data-operation\",\"data\":" + event.data + "}") + "}"
         case EventType.finish.rawValue:
             delta = "{}"
-            finishReason = event.json["status"]?.stringValue == "completed" ? "\"stop\"" : "\"error\""
+            finishReason = JSON.rawMember("status", in: event.data) == "\"completed\"" ? "\"stop\"" : "\"error\""
         default:
             // Inkeep's typed events (tool-approval-request, tool-output-available...) travel as a JSON string.
             delta = "{\"content\":" + JSON.quoted(event.data) + "}"

@@ -56,12 +56,12 @@ struct ConfigOptions: ParsableArguments {
         return config
     }
 
-    /// A Redis client for the configuration.
-    func redis(_ config: TetherConfig) throws -> RedisClient {
+    /// A Redis client for the configuration, named `name` in `CLIENT LIST` (`TETHER_CLIENT_NAME` overrides).
+    func redis(_ config: TetherConfig, name: String = "tether") throws -> RedisClient {
         var redis = try RedisConfiguration(url: config.redis.url)
         redis.poolSize = config.redis.poolSize
         redis.commandTimeout = .milliseconds(Int64(config.redis.commandTimeoutMilliseconds))
-        redis.clientName = "tether"
+        redis.clientName = ProcessInfo.processInfo.environment["TETHER_CLIENT_NAME"] ?? name
         return RedisClient(configuration: redis, logger: Logger(label: "tether.redis"))
     }
 }
@@ -91,7 +91,7 @@ struct GatewayCommand: AsyncParsableCommand {
 
     func run() async throws {
         let config = try options.load()
-        let redis = try options.redis(config)
+        let redis = try options.redis(config, name: "tether-gateway")
         defer { redis.shutdown() }
         try await Gateway(config: config, redis: redis).makeApplication().runService()
     }
@@ -104,7 +104,7 @@ struct WorkerCommand: AsyncParsableCommand {
 
     func run() async throws {
         let config = try options.load()
-        let redis = try options.redis(config)
+        let redis = try options.redis(config, name: "tether-worker")
         defer { redis.shutdown() }
         let group = ServiceGroup(
             configuration: .init(
@@ -176,6 +176,6 @@ struct KeysCommand: AsyncParsableCommand {
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks against a real Redis server.",
-        subcommands: [RedisBench.self]
+        subcommands: [RedisBench.self, StreamBench.self]
     )
 }

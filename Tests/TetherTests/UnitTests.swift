@@ -16,6 +16,21 @@ struct UnitTests {
         #expect(throws: JSONError.self) { try JSON.parse("{\"a\":") }
     }
 
+    @Test func rawMembers() throws {
+        let text = #"{"a":1,"text":"hi \"x\" }","nested":{"text":"no"},"list":[1,{"b":"]"}],"last":true}"#
+        #expect(JSON.rawMember("text", in: text) == #""hi \"x\" }""#)
+        #expect(JSON.rawMember("a", in: text) == "1")
+        #expect(JSON.rawMember("nested", in: text) == #"{"text":"no"}"#)
+        #expect(JSON.rawMember("list", in: text) == #"[1,{"b":"]"}]"#)
+        #expect(JSON.rawMember("last", in: text) == "true")
+        #expect(JSON.rawMember("missing", in: text) == nil)
+        #expect(JSON.rawMember("a", in: "[1]") == nil)
+        #expect(JSON.rawMember("a", in: #"{ "a" : "x" , "b":2 }"#) == #""x""#)
+        // Agrees with a full parse for what the renderer reads.
+        let event = JSON.object(["text": .string("tab\t \u{1} é \u{2028}"), "type": "text-delta"]).rendered
+        #expect(try JSON.parse(String(JSON.rawMember("text", in: event)!)) == .string("tab\t \u{1} é \u{2028}"))
+    }
+
     @Test func streamIDs() {
         #expect(StreamID("1764425001234-0") == StreamID(milliseconds: 1_764_425_001_234, sequence: 0))
         #expect(StreamID("1-2")! < StreamID("1-10")!)

@@ -1,0 +1,162 @@
+import ArgumentParser
+import Foundation
+import NIOCore
+import NIOPosix
+import RedisKit
+import Synchronization
+import TetherClient
+
+/// `tether bench stream`: K concurrent executions × M events through a real gateway and workers, clients parsing
+/// SSE. Reports time to first byte, delivery latency, events per second, gateway memory and Redis connections.
+struct StreamBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stream",
+        abstract: "End-to-end streaming benchmark against a running gateway and workers."
+    )
+
+    @Option(help: "Gateway port on 127.0.0.1.") var port: Int = 8080
+    @Option(help: "API key (tk_…).") var key: String
+    @Option(help: "Redis URL, to count the gateway's connections.") var redisURL: String = "redis://127.0.0.1:6379"
+    @Option(help: "The gateway's Redis client name (CLIENT LIST name=).") var gatewayClientName = "tether-gateway"
+    @Option(help: "The gateway's process id, to read its memory.") var gatewayPid: Int?
+    @Option(help: "Concurrent executions (and streams) in the throughput phase.") var executions: Int = 1000
+    @Option(help: "Events (tokens) per execution in the throughput phase.") var events: Int = 100
+    @Option(help: "Executions created one after another to measure time to first byte.") var ttfbSamples: Int = 300
+
+    func run() async throws {
+        let http = HTTPClient(port: port)
+        let redis = try RedisClient(url: redisURL)
+        defer { redis.shutdown() }
+        print(
+            "machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, gateway, workers, Redis and clients sharing it"
+        )
+
+        // Phase 1: time to first byte, one creation at a time (the latency a lone client sees).
+        var ttfb: [Double] = []
+        for _ in 0..<ttfbSamples {
+            let result = try await runOne(http, count: 3)
+            ttfb.append(result.ttfb)
+        }
+        ttfb.sort()
+        print(
+            String(
+                format: "time to first byte (POST → first frame), %d sequential: p50 %.2f ms, p99 %.2f ms", ttfbSamples,
+                percentile(ttfb, 0.5), percentile(ttfb, 0.99)))
+
+        // Phase 2: K concurrent streams of M events each.
+        let before = try await gatewayConnections(redis)
+        let peakConnections = Mutex(before)
+        let sampler = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(100))
+                if let n = try? await gatewayConnections(redis) { peakConnections.withLock { $0 = max($0, n) } }
+            }
+        }
+        let peakMemory = Mutex(0)
+        let memorySampler = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(100))
+                if let kib = residentKiB() { peakMemory.withLock { $0 = max($0, kib) } }
+            }
+        }
+        let clock = ContinuousClock()
+        let start = clock.now
+        let results = try await withThrowingTaskGroup(of: StreamResult.self) { group in
+            for _ in 0..<executions { group.addTask { try await runOne(http, count: events) } }
+            var all: [StreamResult] = []
+            for try await result in group { all.append(result) }
+            return all
+        }
+        let elapsed = clock.now - start
+        sampler.cancel()
+        memorySampler.cancel()
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let delivered = results.reduce(0) { $0 + $1.frames }
+        var latencies = results.flatMap(\.latencies)
+        latencies.sort()
+        var concurrentTTFB = results.map(\.ttfb)
+        concurrentTTFB.sort()
+        let complete = results.filter(\.finished).count
+        print(
+            "\(executions) concurrent executions × \(events) events: \(complete) streams complete, \(delivered) frames in \(String(format: "%.2f", seconds)) s"
+        )
+        print(String(format: "  events delivered: %.0f/s", Double(delivered) / seconds))
+        print(
+            String(
+                format:
+                    "  delivery latency (append → client), p50 %.2f ms, p99 %.2f ms (Redis ids have 1 ms resolution: upper bounds)",
+                percentile(latencies, 0.5), percentile(latencies, 0.99)))
+        print(
+            String(
+                format: "  time to first byte under this load: p50 %.2f ms, p99 %.2f ms",
+                percentile(concurrentTTFB, 0.5),
+                percentile(concurrentTTFB, 0.99)))
+        print("  gateway Redis connections: \(before) idle, \(peakConnections.withLock { $0 }) at most during the run")
+        if gatewayPid != nil {
+            print(
+                "  gateway memory (RSS): \(peakMemory.withLock { $0 } / 1024) MiB at most during the run, \((residentKiB() ?? 0) / 1024) MiB after"
+            )
+        }
+    }
+
+    struct StreamResult: Sendable {
+        var ttfb: Double
+        var frames: Int
+        var latencies: [Double]
+        var finished: Bool
+    }
+
+    private func runOne(_ http: HTTPClient, count: Int) async throws -> StreamResult {
+        let body = "{\"messages\":[{\"role\":\"user\",\"content\":\"count to \(count)\"}]}"
+        let start = DispatchTime.now().uptimeNanoseconds
+        let stream = try await http.open(
+            .POST, "/run/api/executions",
+            headers: [("Authorization", "Bearer \(key)"), ("Content-Type", "application/json")], body: Array(body.utf8))
+        guard stream.status == 200 else { throw ValidationError("POST answered \(stream.status)") }
+        var parser = SSEParser()
+        var ttfb = 0.0
+        var frames = 0
+        var latencies: [Double] = []
+        latencies.reserveCapacity(count + 4)
+        var finished = false
+        for try await chunk in stream.body {
+            let nowNanos = DispatchTime.now().uptimeNanoseconds
+            if ttfb == 0 { ttfb = Double(nowNanos - start) / 1e6 }
+            let wallMicros = Double(wallClockMicroseconds())
+            for event in parser.feed(chunk.readableBytesView) {
+                guard let id = event.id, let ms = id.split(separator: "-").first.flatMap({ Double($0) }) else {
+                    continue
+                }
+                frames += 1
+                latencies.append(max(0, wallMicros - ms * 1000) / 1000)
+                if event.data.contains("\"finish_reason\":\"stop\"") { finished = true }
+            }
+        }
+        return StreamResult(ttfb: ttfb, frames: frames, latencies: latencies, finished: finished)
+    }
+
+    private func gatewayConnections(_ redis: RedisClient) async throws -> Int {
+        let list = try await redis.send("CLIENT", "LIST").requireString()
+        return list.split(separator: "\n").filter { $0.contains(" name=\(gatewayClientName) ") }.count
+    }
+
+    private func residentKiB() -> Int? {
+        guard let pid = gatewayPid, let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+        else { return nil }
+        for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            return Int(line.split(separator: " ").dropFirst().first ?? "")
+        }
+        return nil
+    }
+
+    private func wallClockMicroseconds() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1000
+    }
+
+    private func percentile(_ sorted: [Double], _ p: Double) -> Double {
+        guard !sorted.isEmpty else { return .nan }
+        return sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
+    }
+}
