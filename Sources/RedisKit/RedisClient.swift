@@ -2,8 +2,9 @@ import Logging
 import NIOCore
 import Synchronization
 
-/// The entry point of RedisKit: a pool of pipelined connections for ordinary commands, dedicated connections for
-/// blocking commands, one shared pub/sub connection, and scripts.
+/// The entry point of RedisKit: a bounded pool of connections for ordinary commands (single commands and batches
+/// from many callers are pipelined on shared connections; ``withConnection(_:)`` leases one exclusively), dedicated
+/// connections for blocking commands, one shared pub/sub connection, and scripts.
 ///
 /// ```swift
 /// let redis = try RedisClient(url: "redis://127.0.0.1:6379/0")
@@ -43,9 +44,9 @@ public final class RedisClient: Sendable {
     @discardableResult
     public func send(_ command: RedisCommand) async throws -> RESPValue {
         do {
-            return try await withConnection { try await $0.send(command) }
+            return try await withSharedConnection { try await $0.send(command) }
         } catch let error as RedisError where error.code == .connectionClosed && !error.commandMayHaveRun {
-            return try await withConnection { try await $0.send(command) }
+            return try await withSharedConnection { try await $0.send(command) }
         }
     }
 
@@ -60,10 +61,17 @@ public final class RedisClient: Sendable {
     @discardableResult
     public func send(batch commands: [RedisCommand]) async throws -> [RESPValue] {
         do {
-            return try await withConnection { try await $0.send(batch: commands) }
+            return try await withSharedConnection { try await $0.send(batch: commands) }
         } catch let error as RedisError where error.code == .connectionClosed && !error.commandMayHaveRun {
-            return try await withConnection { try await $0.send(batch: commands) }
+            return try await withSharedConnection { try await $0.send(batch: commands) }
         }
+    }
+
+    /// Runs `body` on a pooled connection that other callers' commands may share (pipelined).
+    private func withSharedConnection<T: Sendable>(_ body: (RedisConnection) async throws -> T) async throws -> T {
+        let connection = try await pool.leaseShared()
+        defer { pool.releaseShared(connection) }
+        return try await body(connection)
     }
 
     /// Runs `body` with a pooled connection of its own (for `WATCH`/`MULTI`/`EXEC`, or a burst of commands),

@@ -8,6 +8,10 @@ import Synchronization
 /// - A broken connection is dropped when it is returned or found idle, and its slot reopens for the next caller.
 /// - A caller cancelled while waiting leaves the line and gets `CancellationError`; a connection handed to it in
 ///   the same instant is still returned to the pool by the lease's owner, so nothing leaks.
+/// - Single commands and batches (``leaseShared()``) share connections: many callers' commands are pipelined on
+///   one connection, up to `sharedUsersTarget` callers per connection before another connection is used; when every
+///   connection is open and busy they pile onto the least busy one. Exclusive leases (``lease()``) only take a
+///   connection nobody uses.
 /// - After a failed connect the pool backs off (doubling from the initial to the maximum backoff): meanwhile
 ///   callers that would need a new connection fail at once with ``RedisError/Code/unavailable``, and so does
 ///   everyone in line when no connection is left.
@@ -22,8 +26,15 @@ final class RedisConnectionPool: Sendable {
         var continuation: CheckedContinuation<Grant, any Error>
     }
 
+    private struct SharedEntry {
+        var connection: RedisConnection
+        var users: Int
+    }
+
     private struct State {
         var idle: [RedisConnection] = []
+        /// Connections carrying pipelined commands of several callers, with how many callers use each.
+        var shared: [ObjectIdentifier: SharedEntry] = [:]
         /// Connections that exist or are being opened: idle, leased, or connecting.
         var open = 0
         var waiters = CircularBuffer<Waiter>()
@@ -76,6 +87,83 @@ final class RedisConnectionPool: Sendable {
             case .connect: return try await connect()
             }
         }
+    }
+
+    /// Callers per shared connection before the pool spreads them over another connection.
+    static let sharedUsersTarget = 32
+
+    /// Takes a connection for one command or batch, possibly shared with other callers (pipelined); give it back
+    /// with ``releaseShared(_:)``.
+    func leaseShared() async throws -> RedisConnection {
+        enum Step {
+            case use(RedisConnection)
+            case connect
+            case wait
+            case fail(RedisError)
+        }
+        let step: Step = state.withLock { state in
+            if state.closed { return .fail(RedisError(.poolClosed, "the Redis client was shut down")) }
+            var best: ObjectIdentifier?
+            var bestUsers = Int.max
+            for (key, entry) in state.shared where entry.connection.isActive && entry.users < bestUsers {
+                best = key
+                bestUsers = entry.users
+            }
+            if let best, bestUsers < Self.sharedUsersTarget {
+                state.shared[best]!.users += 1
+                return .use(state.shared[best]!.connection)
+            }
+            while let connection = state.idle.popLast() {
+                if connection.isActive {
+                    state.shared[ObjectIdentifier(connection)] = SharedEntry(connection: connection, users: 1)
+                    return .use(connection)
+                }
+                state.open -= 1
+            }
+            if state.open < configuration.poolSize {
+                if let error = Self.backingOff(&state) {
+                    guard let best else { return .fail(error) }
+                    state.shared[best]!.users += 1
+                    return .use(state.shared[best]!.connection)
+                }
+                state.open += 1
+                return .connect
+            }
+            if let best {
+                state.shared[best]!.users += 1
+                return .use(state.shared[best]!.connection)
+            }
+            return .wait
+        }
+        let connection: RedisConnection
+        switch step {
+        case .use(let shared): return shared
+        case .fail(let error): throw error
+        case .connect: connection = try await connect()
+        case .wait:
+            switch try await waitInLine() {
+            case .connection(let handed): connection = handed
+            case .connect: connection = try await connect()
+            }
+        }
+        state.withLock { $0.shared[ObjectIdentifier(connection)] = SharedEntry(connection: connection, users: 1) }
+        return connection
+    }
+
+    /// Gives back a connection from ``leaseShared()``; the last of its users returns it to the pool.
+    func releaseShared(_ connection: RedisConnection) {
+        let last = state.withLock { state -> Bool in
+            let key = ObjectIdentifier(connection)
+            guard var entry = state.shared[key] else { return true }
+            entry.users -= 1
+            if entry.users > 0 {
+                state.shared[key] = entry
+                return false
+            }
+            state.shared[key] = nil
+            return true
+        }
+        if last { release(connection) }
     }
 
     /// Gives a leased connection back. A closed connection is dropped and its slot goes to the next in line.

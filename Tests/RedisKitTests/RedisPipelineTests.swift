@@ -63,6 +63,35 @@ struct RedisPipelineTests {
         #expect(client.pooledConnectionCount == 2)
     }
 
+    @Test func concurrentCommandsShareConnectionsWithinTheBound() async throws {
+        var configuration = try RedisConfiguration(url: RedisServer.shared)
+        configuration.poolSize = 2
+        configuration.clientName = "shared-" + uniqueKey().replacingOccurrences(of: ":", with: "-")
+        let client = RedisClient(configuration: configuration)
+        let admin = try RedisClient(url: RedisServer.shared)
+        defer {
+            client.shutdown()
+            admin.shutdown()
+        }
+        let key = uniqueKey()
+        let results = try await withThrowingTaskGroup(of: Int.self) { group in
+            for _ in 0..<2000 { group.addTask { try await client.send("INCR", key).requireInt() } }
+            var all: [Int] = []
+            for try await value in group { all.append(value) }
+            return all
+        }
+        #expect(Set(results) == Set(1...2000))
+        #expect(client.pooledConnectionCount <= 2)
+        let list = try await admin.send("CLIENT", "LIST").requireString()
+        #expect(list.split(separator: "\n").filter { $0.contains("name=\(configuration.clientName!) ") }.count <= 2)
+        // An exclusive lease still works next to shared use.
+        try await client.withConnection { connection in
+            try await connection.send("MULTI")
+            try await connection.send("INCR", key)
+            #expect(try await connection.send("EXEC") == [2001])
+        }
+    }
+
     @Test func cancelledWaiterLeavesTheLineAndLeaksNothing() async throws {
         var configuration = try RedisConfiguration(url: RedisServer.shared)
         configuration.poolSize = 1
