@@ -31,7 +31,7 @@ public struct AgentRunner: Sendable {
         self.logger = logger
     }
 
-    private struct Call {
+    struct Call {
         var id: String
         var name: String
         var input: JSON
@@ -39,7 +39,7 @@ public struct AgentRunner: Sendable {
         var approvalRequested = false
     }
 
-    private struct Rebuilt {
+    struct Rebuilt {
         var calls: [Call] = []
         /// Text of the model turn in progress (after the last tool result, not yet ended by a tool call).
         var partialText = ""
@@ -70,31 +70,33 @@ public struct AgentRunner: Sendable {
     }
 
     private func loop(_ id: String, fence: Int, messages: JSON) async throws {
+        // The log is read once; afterwards the state follows what this worker appends (it alone appends, by the
+        // fence), except decisions, which settle() reads from Redis.
+        var state = Rebuilt()
+        for event in try await store.allEvents(id) { state.apply(event.type, event.json) }
         while true {
-            let state = rebuild(try await store.allEvents(id))
             if state.finished { return }
             if let pending = state.calls.last, pending.result == nil {
-                try await settle(pending, id: id, fence: fence)
+                for event in try await settle(pending, id: id, fence: fence) {
+                    state.apply(event.type.rawValue, event.data)
+                }
                 continue
             }
             let context = ModelContext(
                 messages: messages, toolCalls: state.calls.map { ($0.name, $0.input, $0.result ?? .error("missing")) })
             let turn = model.respond(context)
             try await stream(turn.text, alreadySent: state.partialText, id: id, fence: fence)
+            state.partialText = ""
+            let event: NewEvent
             if let call = turn.toolCall {
                 let callID = "call_" + Identifiers.token(16)
-                try await store.append(
-                    id, fence: fence,
-                    events: [
-                        NewEvent(
-                            .toolCall,
-                            ["toolCallId": .string(callID), "toolName": .string(call.name), "input": call.input])
-                    ])
-                continue
+                event = NewEvent(
+                    .toolCall, ["toolCallId": .string(callID), "toolName": .string(call.name), "input": call.input])
+            } else {
+                event = NewEvent(.finish, ["status": "completed"], status: .completed)
             }
-            try await store.append(
-                id, fence: fence, events: [NewEvent(.finish, ["status": "completed"], status: .completed)])
-            return
+            try await store.append(id, fence: fence, events: [event])
+            state.apply(event.type.rawValue, event.data)
         }
     }
 
@@ -125,16 +127,19 @@ public struct AgentRunner: Sendable {
         }
     }
 
-    /// Brings a tool call without a result to its result: approval first when the tool needs it.
-    private func settle(_ call: Call, id: String, fence: Int) async throws {
+    /// Brings a tool call without a result to its result (approval first when the tool needs it); returns the
+    /// events it appended.
+    private func settle(_ call: Call, id: String, fence: Int) async throws -> [NewEvent] {
+        var appended: [NewEvent] = []
+        func append(_ event: NewEvent) async throws {
+            try await store.append(id, fence: fence, events: [event])
+            appended.append(event)
+        }
         guard let tool = tools[call.name] else {
-            try await store.append(
-                id, fence: fence,
-                events: [
-                    NewEvent(
-                        .toolError, ["toolCallId": .string(call.id), "errorText": .string("unknown tool \(call.name)")])
-                ])
-            return
+            try await append(
+                NewEvent(
+                    .toolError, ["toolCallId": .string(call.id), "errorText": .string("unknown tool \(call.name)")]))
+            return appended
         }
         if tool.needsApproval {
             if !call.approvalRequested {
@@ -144,34 +149,29 @@ public struct AgentRunner: Sendable {
                     "input": call.input,
                     "requestedAt": .string(Identifiers.isoTimestamp(milliseconds: Identifiers.nowMilliseconds())),
                 ]
-                try await store.append(
-                    id, fence: fence,
-                    events: [
-                        NewEvent(
-                            .approvalRequest,
-                            [
-                                "approvalId": .string(approvalID), "toolCallId": .string(call.id),
-                                "toolName": .string(call.name), "input": call.input,
-                            ], status: .suspended, approvalField: (call.id, request.rendered))
-                    ])
+                try await append(
+                    NewEvent(
+                        .approvalRequest,
+                        [
+                            "approvalId": .string(approvalID), "toolCallId": .string(call.id),
+                            "toolName": .string(call.name), "input": call.input,
+                        ], status: .suspended, approvalField: (call.id, request.rendered)))
             }
             let decision = try await waitForDecision(id, toolCallID: call.id)
             if decision["approved"]?.boolValue != true {
                 let reason: JSON = decision["reason"] ?? .null
-                try await store.append(
-                    id, fence: fence,
-                    events: [NewEvent(.toolDenied, ["toolCallId": .string(call.id), "reason": reason])])
-                return
+                try await append(NewEvent(.toolDenied, ["toolCallId": .string(call.id), "reason": reason]))
+                return appended
             }
         }
-        let event: NewEvent
         do {
             let output = try await tool.run(call.input, call.id)
-            event = NewEvent(.toolOutput, ["toolCallId": .string(call.id), "output": output])
+            try await append(NewEvent(.toolOutput, ["toolCallId": .string(call.id), "output": output]))
         } catch let failure as ToolFailure {
-            event = NewEvent(.toolError, ["toolCallId": .string(call.id), "errorText": .string(failure.message)])
+            try await append(
+                NewEvent(.toolError, ["toolCallId": .string(call.id), "errorText": .string(failure.message)]))
         }
-        try await store.append(id, fence: fence, events: [event])
+        return appended
     }
 
     /// Subscribes to the approvals channel first, then reads the stored decision, then waits: a decision made at
@@ -202,40 +202,32 @@ public struct AgentRunner: Sendable {
         }
     }
 
-    private func rebuild(_ events: [StoredEvent]) -> Rebuilt {
-        var state = Rebuilt()
-        for event in events {
-            let data = event.json
-            let callID = data["toolCallId"]?.stringValue
-            switch event.type {
-            case EventType.text.rawValue:
-                state.partialText += data["text"]?.stringValue ?? ""
-            case EventType.toolCall.rawValue:
-                state.calls.append(
-                    Call(id: callID ?? "", name: data["toolName"]?.stringValue ?? "", input: data["input"] ?? .null))
-                state.partialText = ""
-            case EventType.approvalRequest.rawValue:
-                if let index = state.calls.lastIndex(where: { $0.id == callID }) {
-                    state.calls[index].approvalRequested = true
-                }
-            case EventType.toolOutput.rawValue:
-                if let index = state.calls.lastIndex(where: { $0.id == callID }) {
-                    state.calls[index].result = .output(data["output"] ?? .null)
-                }
-            case EventType.toolError.rawValue:
-                if let index = state.calls.lastIndex(where: { $0.id == callID }) {
-                    state.calls[index].result = .error(data["errorText"]?.stringValue ?? "")
-                }
-            case EventType.toolDenied.rawValue:
-                if let index = state.calls.lastIndex(where: { $0.id == callID }) {
-                    state.calls[index].result = .denied(data["reason"]?.stringValue)
-                }
-            case EventType.finish.rawValue:
-                state.finished = true
-            default:
-                break
-            }
+}
+
+extension AgentRunner.Rebuilt {
+    /// Folds one event of the log into the state.
+    mutating func apply(_ type: String, _ data: JSON) {
+        let callID = data["toolCallId"]?.stringValue
+        let index = calls.lastIndex { $0.id == callID }
+        switch type {
+        case EventType.text.rawValue:
+            partialText += data["text"]?.stringValue ?? ""
+        case EventType.toolCall.rawValue:
+            calls.append(
+                .init(id: callID ?? "", name: data["toolName"]?.stringValue ?? "", input: data["input"] ?? .null))
+            partialText = ""
+        case EventType.approvalRequest.rawValue:
+            if let index { calls[index].approvalRequested = true }
+        case EventType.toolOutput.rawValue:
+            if let index { calls[index].result = .output(data["output"] ?? .null) }
+        case EventType.toolError.rawValue:
+            if let index { calls[index].result = .error(data["errorText"]?.stringValue ?? "") }
+        case EventType.toolDenied.rawValue:
+            if let index { calls[index].result = .denied(data["reason"]?.stringValue) }
+        case EventType.finish.rawValue:
+            finished = true
+        default:
+            break
         }
-        return state
     }
 }

@@ -170,4 +170,18 @@ struct ExecutionFlowTests {
         let record = try #require(try await harness.store.record(id))
         #expect(record.fence == 2)
     }
+
+    @Test func aWorkerStoppedMidReplyIsResumedWithoutRepeatingOrLosingText() async throws {
+        let harness = try await Harness.start(tokenDelayMilliseconds: 15, withWorker: false, leaseSeconds: 0.6)
+        defer { harness.stop() }
+        let first = harness.startWorker()
+        let stream = try await harness.create("count to 60")
+        var frames = try await readFrames(stream) { $0.count >= 12 }
+        harness.stopWorker(first)
+        harness.startWorker()
+        frames += try await readFrames(stream) { _ in false }
+        #expect(frames.last?.finishReason == "stop")
+        #expect(replyText(frames) == (1...60).map(String.init).joined(separator: " "))
+        #expect(try #require(try await harness.store.record(stream.executionID)).fence == 2)
+    }
 }
