@@ -16,7 +16,8 @@ public enum Scripts {
             'conversationId', ARGV[5], 'status', 'running', 'createdAt', ARGV[6], 'updatedAt', ARGV[6],
             'lastEventId', eid, 'fence', 0, 'input', ARGV[9])
         redis.call('XADD', KEYS[3], '*', 'executionId', ARGV[1])
-        redis.call('PUBLISH', ARGV[10], eid)
+        redis.call('PUBLISH', ARGV[10], '0-0' .. string.char(30) .. eid .. string.char(31) .. 'execution-started'
+            .. string.char(31) .. ARGV[7] .. string.char(31) .. 'running' .. string.char(31) .. ARGV[8])
         return eid
         """)
 
@@ -26,8 +27,8 @@ public enum Scripts {
     /// per event: type, data, status ('' for none), approvalsField ('' for none), approvalsValue.
     /// Checks the fence (`FENCED` when another worker took over) and that the execution has not finished
     /// (`FINISHED`). Moves the status with the event that causes it; an `error` event also sets the record's
-    /// `error`; a terminal status starts the retention clock on every key. Publishes the last id on the tail
-    /// channel. Returns the new ids.
+    /// `error`; a terminal status starts the retention clock on every key. Announces the new entries on the tail
+    /// channel (see ``TailAnnouncement``). Returns the new ids.
     public static let append = RedisScript(
         """
         local m = redis.call('HMGET', KEYS[1], 'fence', 'status')
@@ -39,6 +40,8 @@ public enum Scripts {
         local ids = {}
         local status = nil
         local fields = {'updatedAt', ARGV[3]}
+        local newest = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+        local announcement = {newest[1] and newest[1][1] or '0-0'}
         for i = 7, #ARGV, 5 do
             local entry = {'type', ARGV[i], 'data', ARGV[i + 1], 'ts', ARGV[4]}
             if ARGV[i + 2] ~= '' then
@@ -48,6 +51,8 @@ public enum Scripts {
             end
             local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', unpack(entry))
             ids[#ids + 1] = id
+            announcement[#announcement + 1] = id .. string.char(31) .. ARGV[i] .. string.char(31) .. ARGV[4]
+                .. string.char(31) .. ARGV[i + 2] .. string.char(31) .. ARGV[i + 1]
             if ARGV[i + 3] ~= '' then redis.call('HSET', KEYS[3], ARGV[i + 3], ARGV[i + 4]) end
             if ARGV[i] == 'error' then
                 fields[#fields + 1] = 'error'
@@ -67,7 +72,7 @@ public enum Scripts {
             redis.call('EXPIRE', KEYS[2], ttl)
             if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('EXPIRE', KEYS[3], ttl) end
         end
-        redis.call('PUBLISH', ARGV[2], ids[#ids])
+        redis.call('PUBLISH', ARGV[2], table.concat(announcement, string.char(30)))
         return ids
         """)
 
@@ -102,9 +107,13 @@ public enum Scripts {
         for _, f in ipairs(fields) do
             if not string.find(f, ':decision', 1, true) and not present[f .. ':decision'] then undecided = undecided + 1 end
         end
+        local newest = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+        local previous = newest[1] and newest[1][1] or '0-0'
         local entry = {'type', 'tool-approval-response', 'data', ARGV[4], 'ts', ARGV[6]}
         local meta = {'updatedAt', ARGV[5]}
+        local newStatus = ''
         if undecided == 0 and status == 'suspended' then
+            newStatus = 'running'
             entry[#entry + 1] = 'status'
             entry[#entry + 1] = 'running'
             meta[#meta + 1] = 'status'
@@ -115,7 +124,9 @@ public enum Scripts {
         meta[#meta + 1] = id
         redis.call('HSET', KEYS[1], unpack(meta))
         redis.call('PUBLISH', ARGV[8], ARGV[1])
-        redis.call('PUBLISH', ARGV[7], id)
+        redis.call('PUBLISH', ARGV[7], previous .. string.char(30) .. id .. string.char(31)
+            .. 'tool-approval-response' .. string.char(31) .. ARGV[6] .. string.char(31) .. newStatus .. string.char(31)
+            .. ARGV[4])
         return 'RECORDED'
         """)
 

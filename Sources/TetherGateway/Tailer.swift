@@ -13,11 +13,12 @@ public enum TailSignal: Sendable {
 
 /// Live tailing for every SSE client of one gateway, with a bounded number of Redis connections.
 ///
-/// "Announce, then read" (docs/protocol.md): every append publishes the new id on `…:{exec}:tail`. The tailer
-/// keeps one subscription per watched execution on the client's one pub/sub connection; an announcement (or a
-/// heartbeat tick, as a safety net) makes it read `XREAD COUNT n STREAMS …:events <cursor>` on a pooled
-/// connection, at most one read in flight per execution (announcements meanwhile mark it dirty), and fan the
-/// entries out to every local client of that execution.
+/// "Announce, then read" (docs/protocol.md): every append publishes its entries on `…:{exec}:tail`, with the id
+/// that preceded them (``TailAnnouncement``). The tailer keeps one subscription per watched execution on the
+/// client's one pub/sub connection. When an announcement follows the watch's cursor, its entries are fanned out to
+/// every local client of that execution at once; otherwise (a gap, a read in flight), and on every heartbeat tick
+/// as a safety net, it reads `XREAD COUNT n STREAMS …:events <cursor>` on a pooled connection, at most one read in
+/// flight per execution (announcements meanwhile mark it dirty).
 ///
 /// Invariant that makes catch-up and live delivery meet with no gap: a client is registered (``follow(_:)``)
 /// before it catches up from the log, and the watch's read cursor was initialised before that. Any entry newer
@@ -146,14 +147,15 @@ public final class Tailer: Sendable {
 
     /// Subscribes to the execution's tail channel, then sets the read cursor to its newest entry.
     private func arm(_ watch: Watch) async throws {
+        // A dropped announcement is caught by the previous-id check (and the tick), so the buffer can be bounded.
         let subscription = try await store.redis.subscriber.subscribe(
-            store.keys.tail(watch.executionID), bufferingPolicy: .bufferingNewest(1))
+            store.keys.tail(watch.executionID), bufferingPolicy: .bufferingNewest(4096))
         let newest = try await store.redis.send("XREVRANGE", store.keys.events(watch.executionID), "+", "-", "COUNT", 1)
         let cursor = ExecutionStore.parseEntries(newest).first.flatMap { StreamID($0.id) } ?? .zero
         let listener = Task { [weak self] in
-            for await _ in subscription {
+            for await message in subscription {
                 guard let self else { return }
-                self.poke(watch)
+                self.announced(watch, message.payload)
             }
         }
         watch.state.withLock { state in
@@ -168,6 +170,27 @@ public final class Tailer: Sendable {
         }
         // Entries appended between the cursor read and now were announced before the watch listened.
         poke(watch)
+    }
+
+    /// Delivers the entries carried by an announcement when they follow the watch's cursor; otherwise (a gap,
+    /// a read in flight, an unknown payload) reads the stream instead.
+    private func announced(_ watch: Watch, _ payload: [UInt8]) {
+        guard let announcement = TailAnnouncement(payload) else {
+            poke(watch)
+            return
+        }
+        let delivered = watch.state.withLock { state -> Bool in
+            guard state.subscription != nil, !state.reading, announcement.previousID <= state.cursor else {
+                return false
+            }
+            let fresh = announcement.events.filter { StreamID($0.id).map { $0 > state.cursor } ?? false }
+            if let last = fresh.last.flatMap({ StreamID($0.id) }) {
+                state.cursor = last
+                for client in state.clients.values { client.yield(.events(fresh)) }
+            }
+            return true
+        }
+        if !delivered { poke(watch) }
     }
 
     private func poke(_ watch: Watch) {

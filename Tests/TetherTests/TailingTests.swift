@@ -1,0 +1,61 @@
+import Foundation
+import RedisKit
+import Testing
+import TetherClient
+import TetherCore
+
+@Suite("Live tailing")
+struct TailingTests {
+    @Test func appendsAnnounceTheirEntriesAfterThePreviousID() async throws {
+        let harness = try await Harness.start(withWorker: false)
+        defer { harness.stop() }
+        let stream = try await harness.create("hi")
+        let id = stream.executionID
+        stream.close()
+        let subscription = try await harness.redis.subscriber.subscribe(harness.store.keys.tail(id))
+        let claim = try #require(try await harness.store.claim(id, owner: "test"))
+        let ids = try await harness.store.append(
+            id, fence: claim.fence,
+            events: [NewEvent(.text, ["text": "a\u{1f}b\n"]), NewEvent(.text, ["text": "c"], status: .running)])
+        var iterator = subscription.makeAsyncIterator()
+        let message = try #require(await iterator.next())
+        let announcement = try #require(TailAnnouncement(message.payload))
+        let stored = try await harness.store.allEvents(id)
+        #expect(announcement.previousID == StreamID(stored[0].id))
+        #expect(announcement.events == Array(stored[1...]))
+        #expect(announcement.events.map(\.id) == ids)
+        #expect(announcement.events.last?.status == "running")
+    }
+
+    @Test func anEntryWithoutAnnouncementIsNeitherLostNorReordered() async throws {
+        let harness = try await Harness.start(heartbeatSeconds: 0.3, withWorker: false)
+        defer { harness.stop() }
+        let created = try await harness.create("hi")
+        let id = created.executionID
+        let first = try await readFrames(created) { $0.count == 1 }
+        let claim = try #require(try await harness.store.claim(id, owner: "test"))
+        // An entry added behind the scripts' back: no announcement at all.
+        let silent = try await harness.redis.send(
+            "XADD", harness.store.keys.events(id), "*", "type", "text-delta", "data",
+            #"{"text":"silent ","type":"text-delta"}"#, "ts", 1
+        ).requireString()
+        // The next announcement does not follow the gateway's cursor: it reads the stream instead.
+        try await harness.store.append(id, fence: claim.fence, events: [NewEvent(.text, ["text": "announced"])])
+        var frames = first + (try await readFrames(created) { $0.count == 2 })
+        #expect(frames.map(\.event.id) == [first[0].event.id, silent, frames.last?.event.id])
+        #expect(replyText(frames) == "silent announced")
+        // And one that is never followed by an announcement arrives with the next tick.
+        let lonely = try await harness.redis.send(
+            "XADD", harness.store.keys.events(id), "*", "type", "text-delta", "data",
+            #"{"text":" tick","type":"text-delta"}"#, "ts", 1
+        ).requireString()
+        frames += try await readFrames(created) { $0.count == 1 }
+        #expect(frames.last?.event.id == lonely)
+        try await harness.store.append(
+            id, fence: claim.fence, events: [NewEvent(.finish, ["status": "completed"], status: .completed)])
+        frames += try await readFrames(created) { _ in false }
+        #expect(frames.last?.finishReason == "stop")
+        let replay = try await readFrames(try await harness.reconnect(id)) { _ in false }
+        #expect(replay.map(\.event.raw) == frames.map(\.event.raw))
+    }
+}
