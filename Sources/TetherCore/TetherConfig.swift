@@ -31,6 +31,9 @@ public struct TetherConfig: Sendable, Codable, Equatable {
         public var corsAllowedOrigins: [String] = ["*"]
         /// Seconds an API key lookup is cached (a revoked key stops working within this time).
         public var keyCacheSeconds: Double = 2
+        /// Connections waiting to be accepted (`listen` backlog; the kernel caps it at `net.core.somaxconn`). Too
+        /// small, and a burst of new clients waits for SYN retransmits (1 s, 3 s, 7 s...).
+        public var backlog: Int = 4096
         /// Makes the defaults.
         public init() {}
     }
@@ -140,7 +143,7 @@ extension TetherConfig.Redis {
 
 extension TetherConfig.HTTP {
     private enum CodingKeys: String, CodingKey {
-        case host, port, bodyLimitBytes, heartbeatSeconds, corsAllowedOrigins, keyCacheSeconds
+        case host, port, bodyLimitBytes, heartbeatSeconds, corsAllowedOrigins, keyCacheSeconds, backlog
     }
     /// Decodes, keeping defaults for missing keys.
     public init(from decoder: any Decoder) throws {
@@ -152,6 +155,7 @@ extension TetherConfig.HTTP {
         heartbeatSeconds = try c.decodeIfPresent(Double.self, forKey: .heartbeatSeconds) ?? heartbeatSeconds
         corsAllowedOrigins = try c.decodeIfPresent([String].self, forKey: .corsAllowedOrigins) ?? corsAllowedOrigins
         keyCacheSeconds = try c.decodeIfPresent(Double.self, forKey: .keyCacheSeconds) ?? keyCacheSeconds
+        backlog = try c.decodeIfPresent(Int.self, forKey: .backlog) ?? backlog
     }
 }
 

@@ -357,7 +357,8 @@ extension Gateway {
         Application(
             router: makeRouter(),
             configuration: ApplicationConfiguration(
-                address: .hostname(config.http.host, port: config.http.port), serverName: "tether"),
+                address: .hostname(config.http.host, port: config.http.port), serverName: "tether",
+                backlog: config.http.backlog),
             services: [heartbeatService] + services,
             onServerRunning: onServerRunning,
             logger: logger)
