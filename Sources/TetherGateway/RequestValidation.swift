@@ -21,15 +21,7 @@ public enum RequestValidation {
 
     /// Validates a create body.
     public static func createExecution(_ body: [UInt8]) throws(APIError) -> CreateExecutionRequest {
-        let json: JSON
-        do {
-            json = try JSON.parse(body)
-        } catch {
-            throw .badRequest("invalid_json", "request body is not valid JSON: \(error.reason)")
-        }
-        guard case .object(let object) = json else {
-            throw .badRequest("invalid_request", "request body must be a JSON object, got \(json.typeName)")
-        }
+        let object = try jsonObject(body)
         guard let messagesValue = object["messages"] else {
             throw .badRequest("invalid_messages", "messages is required")
         }
@@ -146,15 +138,7 @@ public enum RequestValidation {
 
     /// Validates an approval body: `{approved: bool, reason?: string}`.
     public static func decision(_ body: [UInt8]) throws(APIError) -> (approved: Bool, reason: String?) {
-        let json: JSON
-        do {
-            json = try JSON.parse(body)
-        } catch {
-            throw .badRequest("invalid_json", "request body is not valid JSON: \(error.reason)")
-        }
-        guard case .object(let object) = json else {
-            throw .badRequest("invalid_request", "request body must be a JSON object, got \(json.typeName)")
-        }
+        let object = try jsonObject(body)
         guard let approvedValue = object["approved"] else {
             throw .badRequest("invalid_request", "approved is required")
         }
@@ -172,5 +156,19 @@ public enum RequestValidation {
             reason = text
         }
         return (approved, reason)
+    }
+
+    /// The body as a JSON object, or the 400 that says why it is not one.
+    private static func jsonObject(_ body: [UInt8]) throws(APIError) -> [String: JSON] {
+        let json: JSON
+        do {
+            json = try JSON.parse(body)
+        } catch {
+            throw .badRequest("invalid_json", "request body is not valid JSON: \(error.reason)")
+        }
+        guard case .object(let object) = json else {
+            throw .badRequest("invalid_request", "request body must be a JSON object, got \(json.typeName)")
+        }
+        return object
     }
 }

@@ -146,7 +146,8 @@ struct StreamBench: AsyncParsableCommand {
             }
         }
         return StreamResult(
-            ttfb: ttfb, firstByteWallMilliseconds: firstByteWall, frames: frames, latencies: latencies, finished: finished)
+            ttfb: ttfb, firstByteWallMilliseconds: firstByteWall, frames: frames, latencies: latencies,
+            finished: finished)
     }
 
     private func gatewayConnections(_ redis: RedisClient) async throws -> Int {

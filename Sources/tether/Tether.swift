@@ -56,6 +56,16 @@ struct ConfigOptions: ParsableArguments {
         return config
     }
 
+    /// The configuration, a Redis client for it and its API key store, for the `keys` commands; `body` runs with
+    /// them and the client is shut down after.
+    func withKeys<T>(_ body: (TetherConfig, APIKeys) async throws -> T) async throws -> T {
+        let config = try load()
+        let redis = try self.redis(config)
+        defer { redis.shutdown() }
+        return try await body(
+            config, APIKeys(redis: redis, keys: Keys(prefix: config.redis.prefix), configured: config.apiKeys))
+    }
+
     /// A Redis client for the configuration, named `name` in `CLIENT LIST` (`TETHER_CLIENT_NAME` overrides).
     func redis(_ config: TetherConfig, name: String = "tether") throws -> RedisClient {
         var redis = try RedisConfiguration(url: config.redis.url)
@@ -126,11 +136,9 @@ struct KeysCommand: AsyncParsableCommand {
         @Option(help: "The agent the key may run.") var agent: String
 
         func run() async throws {
-            let config = try options.load()
-            let redis = try options.redis(config)
-            defer { redis.shutdown() }
-            let keys = APIKeys(redis: redis, keys: Keys(prefix: config.redis.prefix), configured: config.apiKeys)
-            let (token, _) = try await keys.create(tenant: tenant, agent: agent)
+            let token = try await options.withKeys { _, keys in
+                try await keys.create(tenant: tenant, agent: agent).token
+            }
             print(token)
         }
     }
@@ -140,12 +148,9 @@ struct KeysCommand: AsyncParsableCommand {
         @OptionGroup var options: ConfigOptions
 
         func run() async throws {
-            let config = try options.load()
-            let redis = try options.redis(config)
-            defer { redis.shutdown() }
-            let keys = APIKeys(redis: redis, keys: Keys(prefix: config.redis.prefix), configured: config.apiKeys)
+            let all = try await options.withKeys { _, keys in try await keys.list() }
             print("ID\tTENANT\tAGENT\tSOURCE\tCREATED\tREVOKED")
-            for key in try await keys.list() {
+            for key in all {
                 print(
                     "\(key.id)\t\(key.tenant)\t\(key.agent)\t\(key.source)\t\(key.createdAt ?? "-")\t\(key.revokedAt ?? "-")"
                 )
@@ -159,15 +164,14 @@ struct KeysCommand: AsyncParsableCommand {
         @Argument(help: "The key's id (the part after tk_).") var id: String
 
         func run() async throws {
-            let config = try options.load()
-            let redis = try options.redis(config)
-            defer { redis.shutdown() }
-            let keys = APIKeys(redis: redis, keys: Keys(prefix: config.redis.prefix), configured: config.apiKeys)
-            if config.apiKeys.contains(where: { $0.id == id }) {
-                throw ValidationError("key \(id) comes from the configuration file: remove it there")
+            let cacheSeconds = try await options.withKeys { config, keys in
+                if config.apiKeys.contains(where: { $0.id == id }) {
+                    throw ValidationError("key \(id) comes from the configuration file: remove it there")
+                }
+                guard try await keys.revoke(id: id) else { throw ValidationError("no key \(id)") }
+                return config.http.keyCacheSeconds
             }
-            guard try await keys.revoke(id: id) else { throw ValidationError("no key \(id)") }
-            print("revoked \(id); gateways refuse it within \(config.http.keyCacheSeconds) s")
+            print("revoked \(id); gateways refuse it within \(cacheSeconds) s")
         }
     }
 }
