@@ -114,13 +114,15 @@ public struct TetherConfig: Sendable, Codable, Equatable {
     }
 
     /// Applies `TETHER_REDIS_URL`, `TETHER_PREFIX`, `TETHER_HOST`, `TETHER_PORT`, `TETHER_WORKERS`,
-    /// `TETHER_HEARTBEAT_SECONDS`, `TETHER_DEMO_TOKEN_DELAY_MS` and `TETHER_BODY_LIMIT_BYTES`.
+    /// `TETHER_LEASE_SECONDS`, `TETHER_HEARTBEAT_SECONDS`, `TETHER_DEMO_TOKEN_DELAY_MS` and
+    /// `TETHER_BODY_LIMIT_BYTES`.
     public mutating func applyEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) {
         if let v = environment["TETHER_REDIS_URL"], !v.isEmpty { redis.url = v }
         if let v = environment["TETHER_PREFIX"], !v.isEmpty { redis.prefix = v }
         if let v = environment["TETHER_HOST"], !v.isEmpty { http.host = v }
         if let v = environment["TETHER_PORT"].flatMap(Int.init) { http.port = v }
         if let v = environment["TETHER_WORKERS"].flatMap(Int.init) { workers.concurrency = v }
+        if let v = environment["TETHER_LEASE_SECONDS"].flatMap(Double.init) { workers.leaseSeconds = v }
         if let v = environment["TETHER_HEARTBEAT_SECONDS"].flatMap(Double.init) { http.heartbeatSeconds = v }
         if let v = environment["TETHER_DEMO_TOKEN_DELAY_MS"].flatMap(Int.init) { demo.tokenDelayMilliseconds = v }
         if let v = environment["TETHER_BODY_LIMIT_BYTES"].flatMap(Int.init) { http.bodyLimitBytes = v }

@@ -341,9 +341,12 @@ struct HeartbeatService: Service {
 
     func run() async throws {
         let duration = Duration.nanoseconds(interval.nanoseconds)
-        while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            try? await Task.sleep(for: duration)
-            tailer.tick()
+        // Graceful shutdown cancels the sleep: the service returns at once rather than after a tick.
+        try? await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try await Task.sleep(for: duration)
+                tailer.tick()
+            }
         }
     }
 }

@@ -1,0 +1,111 @@
+import Foundation
+import Testing
+import TetherClient
+import TetherCore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The `tether` executable of this build (`swift build --build-tests` builds it beside the tests).
+let tetherExecutable: URL = {
+    let bundle = Bundle.main.bundleURL
+    // swift test runs tests from .build/<triple>/debug; the executable sits in the same folder.
+    for folder in [bundle.deletingLastPathComponent(), bundle] {
+        let candidate = folder.appendingPathComponent("tether")
+        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+    }
+    return URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+        "../../.build/debug/tether")
+}()
+
+/// Starts `tether <command>` with the harness's Redis, prefix and settings.
+func launch(_ command: String, _ harness: Harness, environment extra: [String: String] = [:]) throws -> Process {
+    let process = Process()
+    process.executableURL = tetherExecutable
+    process.arguments = [
+        command, "--config",
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../config/tether.yaml")
+            .path,
+    ]
+    var environment = ProcessInfo.processInfo.environment
+    environment["TETHER_REDIS_URL"] = harness.config.redis.url
+    environment["TETHER_PREFIX"] = harness.config.redis.prefix
+    environment["LOG_LEVEL"] = "critical"
+    for (key, value) in extra { environment[key] = value }
+    process.environment = environment
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    return process
+}
+
+/// A TCP port nobody listens on at 127.0.0.1 (the kernel picks it).
+func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+        }
+    }
+    guard bound else { throw POSIXError(.EADDRNOTAVAIL) }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+@Suite("Real processes", .serialized)
+struct ProcessTests {
+    @Test func aKilledWorkerProcessIsTakenOverWithoutLosingOrRepeatingAnything() async throws {
+        #expect(
+            FileManager.default.isExecutableFile(atPath: tetherExecutable.path), "build the tether executable first")
+        let harness = try await Harness.start(withWorker: false)
+        defer { harness.stop() }
+        let settings = ["TETHER_DEMO_TOKEN_DELAY_MS": "20", "TETHER_LEASE_SECONDS": "1"]
+        let first = try launch("worker", harness, environment: settings)
+        defer { if first.isRunning { kill(first.processIdentifier, SIGKILL) } }
+        let stream = try await harness.create("count to 80")
+        var frames = try await readFrames(stream) { $0.count >= 15 }
+        // As abrupt as a crash: no chance to hand the job back.
+        kill(first.processIdentifier, SIGKILL)
+        first.waitUntilExit()
+        let second = try launch("worker", harness, environment: settings)
+        defer { if second.isRunning { kill(second.processIdentifier, SIGKILL) } }
+        frames += try await readFrames(stream) { _ in false }
+        #expect(frames.last?.finishReason == "stop")
+        #expect(replyText(frames) == (1...80).map(String.init).joined(separator: " "))
+        let ids = frames.compactMap { $0.event.id }
+        #expect(Set(ids).count == ids.count)
+        #expect(try #require(try await harness.store.record(stream.executionID)).fence == 2)
+        let pending = try await harness.redis.send("XPENDING", harness.store.keys.jobs, "workers").requireArray()
+        #expect(pending.first?.int == 0)
+    }
+
+    @Test func sigtermEndsOpenStreamsCleanly() async throws {
+        let harness = try await Harness.start(withWorker: false)
+        defer { harness.stop() }
+        let port = try freePort()
+        let gateway = try launch("serve", harness, environment: ["TETHER_PORT": "\(port)"])
+        defer { if gateway.isRunning { kill(gateway.processIdentifier, SIGKILL) } }
+        let client = HTTPClient(port: port)
+        #expect(try await eventually(20) { (try? await client.send(.GET, "/healthz").status) == 200 })
+        let body = Array(#"{"messages":[{"role":"user","content":"email ivy@example.com"}]}"#.utf8)
+        let stream = try await client.open(
+            .POST, "/run/api/executions", headers: harness.auth() + [("Content-Type", "application/json")], body: body)
+        let frames = try await readFrames(stream) { $0.contains { $0.type == "tool-approval-request" } }
+        #expect(frames.last?.type == "tool-approval-request")
+        let start = ContinuousClock.now
+        kill(gateway.processIdentifier, SIGTERM)
+        // The response ends (no error, no hang), and the process exits.
+        let rest = try await readFrames(stream) { _ in false }
+        #expect(rest.allSatisfy { $0.event.id != nil })
+        #expect(ContinuousClock.now - start < .seconds(10))
+        #expect(try await eventually(10) { !gateway.isRunning })
+        #expect(gateway.terminationStatus == 0)
+        // Nothing was lost: the execution is still there, waiting, for any other gateway.
+        #expect(try await harness.status(stream.executionID).status == 200)
+    }
+}
