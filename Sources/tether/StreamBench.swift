@@ -122,7 +122,7 @@ struct StreamBench: AsyncParsableCommand {
             .POST, "/run/api/executions",
             headers: [("Authorization", "Bearer \(key)"), ("Content-Type", "application/json")], body: Array(body.utf8))
         guard stream.status == 200 else { throw ValidationError("POST answered \(stream.status)") }
-        var parser = SSEParser()
+        var scanner = FrameIDScanner()
         var ttfb = 0.0
         var firstByteWall = 0.0
         var frames = 0
@@ -136,14 +136,11 @@ struct StreamBench: AsyncParsableCommand {
                 ttfb = Double(nowNanos - start) / 1e6
                 firstByteWall = wallMicros / 1000
             }
-            for event in parser.feed(chunk.readableBytesView) {
-                guard let id = event.id, let ms = id.split(separator: "-").first.flatMap({ Double($0) }) else {
-                    continue
-                }
+            scanner.scan(chunk) { milliseconds in
                 frames += 1
-                latencies.append((ms, max(0, wallMicros - ms * 1000) / 1000))
-                if event.data.contains("\"finish_reason\":\"stop\"") { finished = true }
+                latencies.append((milliseconds, max(0, wallMicros - milliseconds * 1000) / 1000))
             }
+            if scanner.sawStop { finished = true }
         }
         return StreamResult(
             ttfb: ttfb, firstByteWallMilliseconds: firstByteWall, frames: frames, latencies: latencies,
@@ -173,5 +170,43 @@ struct StreamBench: AsyncParsableCommand {
     private func percentile(_ sorted: [Double], _ p: Double) -> Double {
         guard !sorted.isEmpty else { return .nan }
         return sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
+    }
+}
+
+/// A light reader of the SSE bytes for the benchmark: it only finds `id: <ms>-<seq>` lines and the final frame, so
+/// that the clients spend as little as possible of the machine the server shares with them. (Full parsing is
+/// tested in the integration tests.)
+struct FrameIDScanner {
+    private var line: [UInt8] = []
+    private(set) var sawStop = false
+    private static let stop = Array("\"finish_reason\":\"stop\"".utf8)
+
+    mutating func scan(_ chunk: ByteBuffer, onFrame: (Double) -> Void) {
+        for byte in chunk.readableBytesView {
+            guard byte == 10 else {
+                line.append(byte)
+                continue
+            }
+            if line.count > 4, line[0] == 105, line[1] == 100, line[2] == 58, line[3] == 32 {  // "id: "
+                var ms = 0.0
+                for digit in line[4...] {
+                    guard digit >= 48 && digit <= 57 else { break }
+                    ms = ms * 10 + Double(digit - 48)
+                }
+                onFrame(ms)
+            } else if !sawStop, line.count > Self.stop.count, line.starts(with: Array("data: ".utf8)) {
+                sawStop = Self.contains(line, Self.stop)
+            }
+            line.removeAll(keepingCapacity: true)
+        }
+    }
+
+    private static func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
+        guard haystack.count >= needle.count else { return false }
+        for start in stride(from: haystack.count - needle.count, through: 0, by: -1)
+        where haystack[start] == needle[0] && haystack[start..<start + needle.count].elementsEqual(needle) {
+            return true
+        }
+        return false
     }
 }
