@@ -1,5 +1,6 @@
 import Logging
 import RedisKit
+import Synchronization
 import TetherCore
 
 /// Runs one execution's agent loop for the worker holding its lease, from wherever the log says it stands.
@@ -17,17 +18,20 @@ public struct AgentRunner: Sendable {
     public let tools: [String: Tool]
     /// Pause between streamed tokens.
     public let tokenDelay: Duration
+    /// Counts the executions waiting for a human decision (they do not hold a worker slot).
+    public let waiting: WaitGauge
     let logger: Logger
 
     /// Makes a runner.
     public init(
         store: ExecutionStore, model: DemoModel = DemoModel(), tools: [String: Tool] = DemoTools.all,
-        tokenDelay: Duration, logger: Logger
+        tokenDelay: Duration, waiting: WaitGauge = WaitGauge(), logger: Logger
     ) {
         self.store = store
         self.model = model
         self.tools = tools
         self.tokenDelay = tokenDelay
+        self.waiting = waiting
         self.logger = logger
     }
 
@@ -177,6 +181,8 @@ public struct AgentRunner: Sendable {
     /// Subscribes to the approvals channel first, then reads the stored decision, then waits: a decision made at
     /// any moment is seen. A re-read every few seconds covers an announcement lost to a reconnect.
     private func waitForDecision(_ id: String, toolCallID: String) async throws -> JSON {
+        waiting.add(1)
+        defer { waiting.add(-1) }
         let subscription = try await store.redis.subscriber.subscribe(
             store.keys.approvalsChannel(id), bufferingPolicy: .bufferingNewest(16))
         defer { subscription.cancel() }
@@ -230,4 +236,17 @@ extension AgentRunner.Rebuilt {
             break
         }
     }
+}
+
+/// How many executions wait for a human decision right now.
+public final class WaitGauge: Sendable {
+    private let count = Mutex(0)
+
+    /// Makes a gauge at zero.
+    public init() {}
+
+    /// The current count.
+    public var value: Int { count.withLock { $0 } }
+
+    func add(_ delta: Int) { count.withLock { $0 += delta } }
 }

@@ -5,7 +5,8 @@ import ServiceLifecycle
 import Synchronization
 import TetherCore
 
-/// Takes jobs from `…:jobs` with a consumer group and runs them, at most `concurrency` at once.
+/// Takes jobs from `…:jobs` with a consumer group and runs them, at most `concurrency` at once (executions that
+/// wait for a human decision do not count: they hold a subscription and a lease, not a slot).
 ///
 /// Crash recovery: the idle time of a job's pending entry is its lease. The running worker renews it
 /// (`XCLAIM … JUSTID`) every third of the lease; a job whose entry stays idle longer than the lease (its worker
@@ -19,6 +20,8 @@ public final class WorkerService: Service, Sendable {
     let consumer: String
     let logger: Logger
     private let active = Mutex<Set<String>>([])
+    /// Executions waiting for approval: they stay on this worker (subscribed, lease renewed) without a slot.
+    private let waiting: WaitGauge
 
     /// Makes a worker process's job loop.
     public init(config: TetherConfig, redis: RedisClient, logger: Logger = Logger(label: "tether.worker")) {
@@ -26,16 +29,22 @@ public final class WorkerService: Service, Sendable {
             redis: redis, keys: Keys(prefix: config.redis.prefix), maxLength: config.streams.maxLength,
             retentionSeconds: config.streams.retentionSeconds)
         self.store = store
+        let waiting = WaitGauge()
+        self.waiting = waiting
         self.runner = AgentRunner(
-            store: store, tokenDelay: .milliseconds(config.demo.tokenDelayMilliseconds), logger: logger)
+            store: store, tokenDelay: .milliseconds(config.demo.tokenDelayMilliseconds), waiting: waiting,
+            logger: logger)
         self.concurrency = max(1, config.workers.concurrency)
         self.lease = .milliseconds(Int64(config.workers.leaseSeconds * 1000))
         self.consumer = "\(ProcessInfo.processInfo.hostName)-\(getpid())-\(Identifiers.token(6))"
         self.logger = logger
     }
 
-    /// Executions this worker is running now.
+    /// Executions this worker holds now, waiting for approval or not.
     public var activeCount: Int { active.withLock { $0.count } }
+
+    /// Executions this worker holds that wait for a human decision.
+    public var waitingCount: Int { waiting.value }
 
     /// Runs until shutdown: reads new jobs, and takes over jobs whose worker died.
     public func run() async throws {
@@ -63,7 +72,7 @@ public final class WorkerService: Service, Sendable {
         let clock = ContinuousClock()
         var nextReclaim = clock.now
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            let free = concurrency - activeCount
+            let free = concurrency - (activeCount - waiting.value)
             if free <= 0 {
                 try? await Task.sleep(for: .milliseconds(20))
                 continue

@@ -185,3 +185,23 @@ struct ExecutionFlowTests {
         #expect(try #require(try await harness.store.record(stream.executionID)).fence == 2)
     }
 }
+
+@Suite("Worker slots")
+struct WorkerSlotTests {
+    @Test(.timeLimit(.minutes(1)))
+    func executionsWaitingForApprovalDoNotHoldWorkerSlots() async throws {
+        let harness = try await Harness.start { $0.workers.concurrency = 2 }
+        defer { harness.stop() }
+        var waiting: [HTTPStream] = []
+        for i in 0..<4 {
+            let stream = try await harness.create("email slot\(i)@example.com")
+            _ = try await readFrames(stream) { $0.contains { $0.type == "tool-approval-request" } }
+            waiting.append(stream)
+        }
+        // Four executions wait on a worker with two slots, and new work still runs.
+        let weather = try await harness.create("weather in Nice")
+        let frames = try await readFrames(weather) { _ in false }
+        #expect(frames.last?.finishReason == "stop")
+        for stream in waiting { stream.close() }
+    }
+}
