@@ -20,19 +20,19 @@ public struct HTTPStream: Sendable {
     public var status: Int
     /// The headers, names lower-cased.
     public var headers: [String: String]
-    /// Body chunks as they arrive; ends when the server ends the response.
+    /// Body chunks as they arrive; ends when the server ends the response. Read it through either this or
+    /// ``events`` (which keeps what it has parsed but not yet returned), not both.
     public let body: AsyncThrowingStream<ByteBuffer, any Error>
     let channel: any Channel
+    /// The body as SSE events, across calls: events parsed beyond what a call asked for wait for the next call.
+    public let events: SSEReader
 
     /// Closes the connection (as a client that goes away does).
     public func close() { channel.close(promise: nil) }
 
-    /// Reads the whole body as SSE events until the server ends the response.
-    public func events() async throws -> [SSEEvent] {
-        var parser = SSEParser()
-        var all: [SSEEvent] = []
-        for try await chunk in body { all += parser.feed(chunk.readableBytesView) }
-        return all
+    /// Reads SSE events until `stop` returns true for those read by this call (or the response ends).
+    public func readEvents(until stop: ([SSEEvent]) -> Bool = { _ in false }) async throws -> [SSEEvent] {
+        try await events.read(until: stop)
     }
 }
 
@@ -113,7 +113,9 @@ public struct HTTPClient: Sendable {
             task.cancel()
             channel.close(promise: nil)
         }
-        return HTTPStream(status: Int(responseHead.status.code), headers: names, body: chunks, channel: channel)
+        return HTTPStream(
+            status: Int(responseHead.status.code), headers: names, body: chunks, channel: channel,
+            events: SSEReader(chunks))
     }
 }
 
@@ -148,5 +150,44 @@ private final class ResponseCollector: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         continuation.finish(throwing: error)
         context.close(promise: nil)
+    }
+}
+
+/// Reads a response body as SSE events, one call after another, losing nothing between calls.
+public final class SSEReader: @unchecked Sendable {
+    // Used by one task at a time (the reader of the response), as an iterator is.
+    private var iterator: AsyncThrowingStream<ByteBuffer, any Error>.AsyncIterator
+    private var parser = SSEParser()
+    private var pending: [SSEEvent] = []
+
+    init(_ body: AsyncThrowingStream<ByteBuffer, any Error>) {
+        iterator = body.makeAsyncIterator()
+    }
+
+    /// Comments (heartbeats) seen so far.
+    public var comments: Int { parser.comments }
+
+    /// Reads one more chunk of the body (its events wait for the next ``read(until:)``); `false` at the end.
+    public func pump() async throws -> Bool {
+        guard let chunk = try await iterator.next() else { return false }
+        pending += parser.feed(chunk.readableBytesView)
+        return true
+    }
+
+    /// Events until `stop` holds for the events of this call, or the body ends.
+    public func read(until stop: ([SSEEvent]) -> Bool) async throws -> [SSEEvent] {
+        try await read(as: { $0 }, until: stop)
+    }
+
+    /// Events turned into `T` (once each) until `stop` holds for those of this call, or the body ends.
+    public func read<T>(as transform: (SSEEvent) -> T, until stop: ([T]) -> Bool) async throws -> [T] {
+        var taken: [T] = []
+        while true {
+            while !pending.isEmpty {
+                taken.append(transform(pending.removeFirst()))
+                if stop(taken) { return taken }
+            }
+            guard try await pump() else { return taken }
+        }
     }
 }

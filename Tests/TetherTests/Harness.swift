@@ -160,15 +160,10 @@ struct Frame {
     var toolCall: JSON? { delta["tool_calls"]?.arrayValue?.first }
 }
 
-/// Reads SSE frames until `stop` says so (or the stream ends).
+/// Reads SSE frames until `stop` says so for the frames of this call (or the stream ends); frames already parsed
+/// beyond that wait for the next call on the same stream.
 func readFrames(_ stream: HTTPStream, until stop: ([Frame]) -> Bool) async throws -> [Frame] {
-    var parser = SSEParser()
-    var frames: [Frame] = []
-    for try await chunk in stream.body {
-        frames += parser.feed(chunk.readableBytesView).map(Frame.init)
-        if stop(frames) { return frames }
-    }
-    return frames
+    try await stream.events.read(as: Frame.init, until: stop)
 }
 
 /// The reply text of a list of frames (plain text deltas only).

@@ -89,16 +89,14 @@ struct ReconnectTests {
         let harness = try await Harness.start(heartbeatSeconds: 0.1)
         defer { harness.stop() }
         let stream = try await harness.create("send an email to frank@example.com")
-        var parser = SSEParser()
-        var sawRequest = false
-        for try await chunk in stream.body {
-            for event in parser.feed(chunk.readableBytesView) where Frame(event).type == "tool-approval-request" {
-                sawRequest = true
-            }
-            if sawRequest && parser.comments >= 3 { break }
+        let frames = try await readFrames(stream) { $0.contains { $0.type == "tool-approval-request" } }
+        let sawRequest = frames.last?.type == "tool-approval-request"
+        // Idle now: only heartbeats arrive.
+        while stream.events.comments < 3 {
+            guard try await stream.events.pump() else { break }
         }
         #expect(sawRequest)
-        #expect(parser.comments >= 3)
+        #expect(stream.events.comments >= 3)
         stream.close()
     }
 
