@@ -21,6 +21,14 @@ final class RedisConnectionPool: Sendable {
         case connect
     }
 
+    /// What a caller asking for a connection does next, decided under the lock.
+    private enum Step {
+        case use(RedisConnection)
+        case connect
+        case wait
+        case fail(RedisError)
+    }
+
     private struct Waiter {
         var id: UInt64
         var continuation: CheckedContinuation<Grant, any Error>
@@ -60,18 +68,9 @@ final class RedisConnectionPool: Sendable {
 
     /// Takes a connection for exclusive use; give it back with ``release(_:)``.
     func lease() async throws -> RedisConnection {
-        enum Step {
-            case use(RedisConnection)
-            case connect
-            case wait
-            case fail(RedisError)
-        }
         let step: Step = state.withLock { state in
             if state.closed { return .fail(RedisError(.poolClosed, "the Redis client was shut down")) }
-            while let connection = state.idle.popLast() {
-                if connection.isActive { return .use(connection) }
-                state.open -= 1
-            }
+            if let connection = Self.popIdle(&state) { return .use(connection) }
             guard state.open < configuration.poolSize else { return .wait }
             if let error = Self.backingOff(&state) { return .fail(error) }
             state.open += 1
@@ -95,12 +94,6 @@ final class RedisConnectionPool: Sendable {
     /// Takes a connection for one command or batch, possibly shared with other callers (pipelined); give it back
     /// with ``releaseShared(_:)``.
     func leaseShared() async throws -> RedisConnection {
-        enum Step {
-            case use(RedisConnection)
-            case connect
-            case wait
-            case fail(RedisError)
-        }
         let step: Step = state.withLock { state in
             if state.closed { return .fail(RedisError(.poolClosed, "the Redis client was shut down")) }
             var best: ObjectIdentifier?
@@ -113,12 +106,9 @@ final class RedisConnectionPool: Sendable {
                 state.shared[best]!.users += 1
                 return .use(state.shared[best]!.connection)
             }
-            while let connection = state.idle.popLast() {
-                if connection.isActive {
-                    state.shared[ObjectIdentifier(connection)] = SharedEntry(connection: connection, users: 1)
-                    return .use(connection)
-                }
-                state.open -= 1
+            if let connection = Self.popIdle(&state) {
+                state.shared[ObjectIdentifier(connection)] = SharedEntry(connection: connection, users: 1)
+                return .use(connection)
             }
             if state.open < configuration.poolSize {
                 if let error = Self.backingOff(&state) {
@@ -266,6 +256,15 @@ final class RedisConnectionPool: Sendable {
             }
             waiter?.continuation.resume(throwing: CancellationError())
         }
+    }
+
+    /// The most recently used idle connection that is still open; closed ones found on the way give up their slot.
+    private static func popIdle(_ state: inout State) -> RedisConnection? {
+        while let connection = state.idle.popLast() {
+            if connection.isActive { return connection }
+            state.open -= 1
+        }
+        return nil
     }
 
     private static func backingOff(_ state: inout State) -> RedisError? {
