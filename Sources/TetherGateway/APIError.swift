@@ -76,7 +76,9 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
                 message = error.body ?? error.status.reasonPhrase
             }
             return APIError(error.status, code, message, headers: error.headers).response
-        } catch let error as RedisError where error.code == .unavailable || error.code == .timeout {
+        } catch let error as RedisError
+            where error.code == .unavailable || error.code == .timeout || error.code == .connectionClosed
+        {
             context.logger.error("Redis unavailable: \(error)")
             return APIError(.serviceUnavailable, "unavailable", "storage temporarily unavailable").response
         } catch {

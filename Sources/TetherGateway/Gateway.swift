@@ -196,6 +196,9 @@ public final class Gateway: Sendable {
                     }
                 } catch is CancellationError {
                     // The client went away, or the server is shutting down.
+                } catch {
+                    // Headers are sent: end the response; the client reconnects with its Last-Event-ID.
+                    self.logger.warning("stream of \(id) ended early: \(error)")
                 }
                 try? await writer.finish(nil)
             })
