@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import TetherClient
 import TetherCore
+import TetherGateway
 
 @Suite("API contract: auth, validation, tenancy, CORS")
 struct APIContractTests {
@@ -207,5 +208,35 @@ struct OpenAPIDocumentTests {
         ] {
             #expect(paths[path] != nil)
         }
+    }
+}
+
+@Suite("Redis outage")
+struct OutageTests {
+    @Test func requestsFailFastWith503WhileRedisIsAway() async throws {
+        var config = TetherConfig()
+        config.redis.url = "redis://127.0.0.1:\(try freePort())"  // nothing listens there
+        config.http.port = 0
+        config.apiKeys = [.init(id: "static", tenant: "acme", agent: "demo", secretSha256: APIKeys.digest("s"))]
+        let redis = try Harness.client(config, name: "outage")
+        defer { redis.shutdown() }
+        let gateway = Gateway(config: config, redis: redis, logger: Harness.quietLogger("tether.gateway"))
+        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+        let app = gateway.makeApplication { channel in continuation.yield(channel.localAddress?.port ?? 0) }
+        let task = Task { try await app.runService(gracefulShutdownSignals: []) }
+        defer { task.cancel() }
+        var iterator = ports.makeAsyncIterator()
+        let client = HTTPClient(port: await iterator.next() ?? 0)
+        #expect(try await client.send(.GET, "/healthz").status == 200)
+        let ready = try await client.send(.GET, "/readyz")
+        #expect(ready.status == 503)
+        let start = ContinuousClock.now
+        let created = try await client.send(
+            .POST, "/run/api/executions",
+            headers: [("Authorization", "Bearer tk_static_s"), ("Content-Type", "application/json")],
+            body: Array(#"{"messages":[{"role":"user","content":"hi"}]}"#.utf8))
+        #expect(created.status == 503)
+        #expect(try JSON.parse(created.body)["code"]?.stringValue == "unavailable")
+        #expect(ContinuousClock.now - start < .seconds(3))
     }
 }
