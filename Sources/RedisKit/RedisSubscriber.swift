@@ -59,6 +59,15 @@ public struct RedisSubscription: AsyncSequence, Sendable {
     public func cancel() { continuation.finish() }
 }
 
+/// A subscription made with a handler; ``cancel()`` unsubscribes (Redis is told once the last local subscriber
+/// of the channel has left).
+public struct RedisSubscriptionHandle: Sendable {
+    let cancelBody: @Sendable () -> Void
+
+    /// Ends the subscription.
+    public func cancel() { cancelBody() }
+}
+
 /// Many subscriptions over one pub/sub connection.
 ///
 /// - The first local subscriber of a channel sends `SUBSCRIBE` and waits for Redis's confirmation, so a message
@@ -74,6 +83,12 @@ public final class RedisSubscriber: Sendable {
         var name: String
     }
 
+    /// Where one subscription's messages go.
+    private enum Sink: Sendable {
+        case stream(AsyncStream<RedisPubSubMessage>.Continuation)
+        case handler(@Sendable (RedisPubSubMessage) -> Void)
+    }
+
     private struct ConfirmWaiter {
         var id: UInt64
         var continuation: CheckedContinuation<Void, any Error>
@@ -82,7 +97,7 @@ public final class RedisSubscriber: Sendable {
     private struct State {
         var connection: RedisConnection?
         var connecting: Task<RedisConnection, any Error>?
-        var subscribers: [Key: [UInt64: AsyncStream<RedisPubSubMessage>.Continuation]] = [:]
+        var subscribers: [Key: [UInt64: Sink]] = [:]
         /// SUBSCRIBE commands sent and not yet confirmed, per key.
         var inFlight: [Key: Int] = [:]
         var confirmed: Set<Key> = []
@@ -123,43 +138,67 @@ public final class RedisSubscriber: Sendable {
         kind: RedisSubscriptionKind = .channel,
         bufferingPolicy: AsyncStream<RedisPubSubMessage>.Continuation.BufferingPolicy = .unbounded
     ) async throws -> RedisSubscription {
-        let connection = try await connected()
         let key = Key(kind: kind, name: name)
         let (stream, continuation) = AsyncStream.makeStream(
             of: RedisPubSubMessage.self, bufferingPolicy: bufferingPolicy)
-        let (id, send, isConfirmed) = state.withLock { state -> (UInt64, Bool, Bool) in
-            state.nextID += 1
-            let id = state.nextID
-            let isNew = state.subscribers[key] == nil
-            state.subscribers[key, default: [:]][id] = continuation
-            if isNew { state.inFlight[key, default: 0] += 1 }
-            return (id, isNew, state.confirmed.contains(key))
-        }
-        continuation.onTermination = { [weak self] _ in self?.remove(key, id) }
-        if send { connection.writeUnanswered(RedisCommand(kind.subscribeCommand, name)) }
-        if !isConfirmed {
-            do {
-                try await waitForConfirmation(key, on: connection)
-            } catch {
-                continuation.finish()
-                throw error
-            }
+        do {
+            let id = try await register(key, .stream(continuation))
+            continuation.onTermination = { [weak self] _ in self?.remove(key, id) }
+        } catch {
+            continuation.finish()
+            throw error
         }
         return RedisSubscription(stream: stream, continuation: continuation)
     }
 
+    /// Subscribes like ``subscribe(_:kind:bufferingPolicy:)``, but each message is handed to `handler` right where
+    /// it is parsed, on the connection's event loop, with no task switch: keep the handler short and non-blocking.
+    /// Call ``RedisSubscriptionHandle/cancel()`` to unsubscribe.
+    public func subscribe(
+        _ name: String,
+        kind: RedisSubscriptionKind = .channel,
+        handler: @escaping @Sendable (RedisPubSubMessage) -> Void
+    ) async throws -> RedisSubscriptionHandle {
+        let key = Key(kind: kind, name: name)
+        let id = try await register(key, .handler(handler))
+        return RedisSubscriptionHandle { [weak self] in self?.remove(key, id) }
+    }
+
+    /// Adds a local subscriber; the first of its key sends SUBSCRIBE. Returns once Redis has confirmed it.
+    private func register(_ key: Key, _ sink: Sink) async throws -> UInt64 {
+        let connection = try await connected()
+        let (id, send, isConfirmed) = state.withLock { state -> (UInt64, Bool, Bool) in
+            state.nextID += 1
+            let id = state.nextID
+            let isNew = state.subscribers[key] == nil
+            state.subscribers[key, default: [:]][id] = sink
+            if isNew { state.inFlight[key, default: 0] += 1 }
+            return (id, isNew, state.confirmed.contains(key))
+        }
+        if send { connection.writeUnanswered(RedisCommand(key.kind.subscribeCommand, key.name)) }
+        if !isConfirmed {
+            do {
+                try await waitForConfirmation(key, on: connection)
+            } catch {
+                remove(key, id)
+                throw error
+            }
+        }
+        return id
+    }
+
     /// Ends every subscription and closes the connection.
     public func shutdown() {
-        let (connection, continuations, waiters) = state.withLock { state in
+        let (connection, sinks, waiters) = state.withLock { state in
             state.closed = true
-            let continuations = state.subscribers.values.flatMap { $0.values }
+            let sinks = state.subscribers.values.flatMap { $0.values }
             let waiters = state.confirmWaiters.values.flatMap { $0 }
             state.subscribers = [:]
             state.confirmWaiters = [:]
-            return (state.connection, continuations, waiters)
+            return (state.connection, sinks, waiters)
         }
         for waiter in waiters { waiter.continuation.resume(throwing: RedisError(.poolClosed, "subscriber shut down")) }
-        for continuation in continuations { continuation.finish() }
+        for case .stream(let continuation) in sinks { continuation.finish() }
         connection?.close()
     }
 
@@ -334,8 +373,13 @@ public final class RedisSubscriber: Sendable {
     }
 
     private func deliver(_ key: Key, _ message: RedisPubSubMessage) {
-        let continuations = state.withLock { $0.subscribers[key].map { Array($0.values) } ?? [] }
-        for continuation in continuations { continuation.yield(message) }
+        let sinks = state.withLock { $0.subscribers[key].map { Array($0.values) } ?? [] }
+        for sink in sinks {
+            switch sink {
+            case .stream(let continuation): continuation.yield(message)
+            case .handler(let handler): handler(message)
+            }
+        }
     }
 
     private func confirm(_ key: Key) {

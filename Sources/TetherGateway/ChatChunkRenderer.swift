@@ -12,10 +12,17 @@ public struct ChatChunkRenderer: Sendable {
     /// The agent id (the chunk's `model`).
     public let model: String
 
+    /// `{"id":"<exec>","object":"chat.completion.chunk","created":` — the same for every frame of the execution.
+    private let head: String
+    /// `,"model":"<agent>","choices":[{"index":0,"delta":`
+    private let middle: String
+
     /// Makes a renderer for one execution.
     public init(executionID: String, model: String) {
         self.executionID = executionID
         self.model = model
+        head = "{\"id\":" + JSON.quoted(executionID) + ",\"object\":\"chat.completion.chunk\",\"created\":"
+        middle = ",\"model\":" + JSON.quoted(model) + ",\"choices\":[{\"index\":0,\"delta\":"
     }
 
     /// Appends one frame: `id: <entry id>`, `data: <chunk>`, blank line.
@@ -23,12 +30,24 @@ public struct ChatChunkRenderer: Sendable {
         buffer.writeString("id: ")
         buffer.writeString(event.id)
         buffer.writeString("\ndata: ")
-        buffer.writeString(chunk(event))
-        buffer.writeString("\n\n")
+        let (delta, finishReason) = parts(event)
+        buffer.writeString(head)
+        buffer.writeString(String(event.timestamp / 1000))
+        buffer.writeString(middle)
+        buffer.writeString(delta)
+        buffer.writeString(",\"finish_reason\":")
+        buffer.writeString(finishReason)
+        buffer.writeString("}]}\n\n")
     }
 
     /// The `chat.completion.chunk` JSON of one event.
     public func chunk(_ event: StoredEvent) -> String {
+        let (delta, finishReason) = parts(event)
+        return head + String(event.timestamp / 1000) + middle + delta + ",\"finish_reason\":" + finishReason + "}]}"
+    }
+
+    /// The `delta` object and the `finish_reason` of one event's chunk.
+    private func parts(_ event: StoredEvent) -> (delta: String, finishReason: String) {
         var delta = ""
         var finishReason = "null"
         // Values are copied from the stored JSON text as they are (no decode/encode on the hot path), so the
@@ -51,9 +70,7 @@ public struct ChatChunkRenderer: Sendable {
             // Inkeep's typed events (tool-approval-request, tool-output-available...) travel as a JSON string.
             delta = "{\"content\":" + JSON.quoted(event.data) + "}"
         }
-        return "{\"id\":" + JSON.quoted(executionID) + ",\"object\":\"chat.completion.chunk\",\"created\":"
-            + String(event.timestamp / 1000) + ",\"model\":" + JSON.quoted(model)
-            + ",\"choices\":[{\"index\":0,\"delta\":" + delta + ",\"finish_reason\":" + finishReason + "}]}"
+        return (delta, finishReason)
     }
 
     /// Appends a gap frame (no `id:`: it is not a durable event): the events after `after` and before

@@ -39,8 +39,7 @@ public final class Tailer: Sendable {
             var cursor: StreamID = .zero
             var reading = false
             var dirty = false
-            var subscription: RedisSubscription?
-            var listener: Task<Void, Never>?
+            var subscription: RedisSubscriptionHandle?
             /// Completes when the subscription is confirmed and the cursor set.
             var ready: Task<Void, any Error>?
         }
@@ -123,9 +122,8 @@ public final class Tailer: Sendable {
             return watch
         }
         guard let removed else { return }
-        let (subscription, listener, ready) = removed.state.withLock { ($0.subscription, $0.listener, $0.ready) }
+        let (subscription, ready) = removed.state.withLock { ($0.subscription, $0.ready) }
         subscription?.cancel()
-        listener?.cancel()
         ready?.cancel()
     }
 
@@ -147,25 +145,25 @@ public final class Tailer: Sendable {
 
     /// Subscribes to the execution's tail channel, then sets the read cursor to its newest entry.
     private func arm(_ watch: Watch) async throws {
-        // A dropped announcement is caught by the previous-id check (and the tick), so the buffer can be bounded.
-        let subscription = try await store.redis.subscriber.subscribe(
-            store.keys.tail(watch.executionID), bufferingPolicy: .bufferingNewest(4096))
-        let newest = try await store.redis.send("XREVRANGE", store.keys.events(watch.executionID), "+", "-", "COUNT", 1)
-        let cursor = ExecutionStore.parseEntries(newest).first.flatMap { StreamID($0.id) } ?? .zero
-        let listener = Task { [weak self] in
-            for await message in subscription {
-                guard let self else { return }
-                self.announced(watch, message.payload)
-            }
+        // Announcements are handled where they are parsed, on the pub/sub connection's event loop (no task switch);
+        // one that is missed is caught by the previous-id check of the next, or by the tick.
+        let subscription = try await store.redis.subscriber.subscribe(store.keys.tail(watch.executionID)) {
+            [weak self] message in self?.announced(watch, message.payload)
         }
+        let newest: RESPValue
+        do {
+            newest = try await store.redis.send("XREVRANGE", store.keys.events(watch.executionID), "+", "-", "COUNT", 1)
+        } catch {
+            subscription.cancel()
+            throw error
+        }
+        let cursor = ExecutionStore.parseEntries(newest).first.flatMap { StreamID($0.id) } ?? .zero
         watch.state.withLock { state in
             state.cursor = cursor
             state.subscription = subscription
-            state.listener = listener
         }
         if Task.isCancelled {
             subscription.cancel()
-            listener.cancel()
             return
         }
         // Entries appended between the cursor read and now were announced before the watch listened.

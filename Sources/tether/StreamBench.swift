@@ -18,7 +18,9 @@ struct StreamBench: AsyncParsableCommand {
     @Option(help: "API key (tk_…).") var key: String
     @Option(help: "Redis URL, to count the gateway's connections.") var redisURL: String = "redis://127.0.0.1:6379"
     @Option(help: "The gateway's Redis client name (CLIENT LIST name=).") var gatewayClientName = "tether-gateway"
-    @Option(help: "The gateway's process id, to read its memory.") var gatewayPid: Int?
+    @Option(help: "The gateway's process id, to read its memory and CPU time.") var gatewayPid: Int?
+    @Option(help: "The worker's process id, to read its CPU time.") var workerPid: Int?
+    @Option(help: "Redis's process id, to read its CPU time.") var redisPid: Int?
     @Option(help: "Concurrent executions (and streams) in the throughput phase.") var executions: Int = 1000
     @Option(help: "Events (tokens) per execution in the throughput phase.") var events: Int = 100
     @Option(help: "Executions created one after another to measure time to first byte.") var ttfbSamples: Int = 300
@@ -59,6 +61,7 @@ struct StreamBench: AsyncParsableCommand {
                 if let kib = residentKiB() { peakMemory.withLock { $0 = max($0, kib) } }
             }
         }
+        let cpuBefore = [gatewayPid, workerPid, redisPid].map { $0.flatMap(cpuSeconds) }
         let clock = ContinuousClock()
         let start = clock.now
         let results = try await withThrowingTaskGroup(of: StreamResult.self) { group in
@@ -100,6 +103,15 @@ struct StreamBench: AsyncParsableCommand {
                 percentile(concurrentTTFB, 0.5),
                 percentile(concurrentTTFB, 0.99)))
         print("  gateway Redis connections: \(before) idle, \(peakConnections.withLock { $0 }) at most during the run")
+        let cpuAfter = [gatewayPid, workerPid, redisPid].map { $0.flatMap(cpuSeconds) }
+        for (index, name) in ["gateway", "worker", "redis-server"].enumerated() {
+            guard let before = cpuBefore[index], let after = cpuAfter[index] else { continue }
+            let used = after - before
+            print(
+                String(
+                    format: "  %@ CPU: %.2f s (%.0f%% of one core), %.1f µs per delivered event", name, used,
+                    used / seconds * 100, used / Double(max(delivered, 1)) * 1e6))
+        }
         if gatewayPid != nil {
             print(
                 "  gateway memory (RSS): \(peakMemory.withLock { $0 } / 1024) MiB at most during the run, \((residentKiB() ?? 0) / 1024) MiB after"
@@ -150,6 +162,17 @@ struct StreamBench: AsyncParsableCommand {
     private func gatewayConnections(_ redis: RedisClient) async throws -> Int {
         let list = try await redis.send("CLIENT", "LIST").requireString()
         return list.split(separator: "\n").filter { $0.contains(" name=\(gatewayClientName) ") }.count
+    }
+
+    /// User plus system CPU time of a process, in seconds (`/proc/<pid>/stat`).
+    private func cpuSeconds(_ pid: Int) -> Double? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        // After the command: state is field 3, utime 14 and stime 15 (1-based over the whole line).
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
     private func residentKiB() -> Int? {
