@@ -16,15 +16,27 @@ public struct StreamID: Sendable, Hashable, Comparable, CustomStringConvertible 
 
     /// Parses `123-4` (both parts decimal, no sign, no spaces); `nil` when malformed.
     public init?(_ text: some StringProtocol) {
-        let parts = String(text).split(separator: "-", maxSplits: 2, omittingEmptySubsequences: false)
-        guard parts.count == 2, let ms = Self.decimal(parts[0]), let seq = Self.decimal(parts[1]) else { return nil }
-        milliseconds = ms
-        sequence = seq
-    }
-
-    private static func decimal(_ text: Substring) -> UInt64? {
-        guard !text.isEmpty, text.count <= 20, text.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
-        return UInt64(text)
+        // One pass over the UTF-8 bytes, no allocation: this runs for every event on the tailing path.
+        var parts: (UInt64, UInt64) = (0, 0)
+        var digits = 0
+        var inSequence = false
+        for byte in text.utf8 {
+            if byte == UInt8(ascii: "-") {
+                guard !inSequence, digits > 0 else { return nil }
+                inSequence = true
+                digits = 0
+                continue
+            }
+            guard byte >= 48 && byte <= 57, digits < 20 else { return nil }
+            let (times, overflowA) = (inSequence ? parts.1 : parts.0).multipliedReportingOverflow(by: 10)
+            let (sum, overflowB) = times.addingReportingOverflow(UInt64(byte - 48))
+            guard !overflowA, !overflowB else { return nil }
+            if inSequence { parts.1 = sum } else { parts.0 = sum }
+            digits += 1
+        }
+        guard inSequence, digits > 0 else { return nil }
+        milliseconds = parts.0
+        sequence = parts.1
     }
 
     /// `milliseconds-sequence`.
