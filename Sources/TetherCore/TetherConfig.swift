@@ -34,6 +34,9 @@ public struct TetherConfig: Sendable, Codable, Equatable {
         /// Connections waiting to be accepted (`listen` backlog; the kernel caps it at `net.core.somaxconn`). Too
         /// small, and a burst of new clients waits for SYN retransmits (1 s, 3 s, 7 s...).
         public var backlog: Int = 4096
+        /// Signals queued per SSE client before the newest are dropped (the client then catches up from Redis):
+        /// a slow reader costs bounded memory.
+        public var clientQueueLength: Int = 256
         /// Makes the defaults.
         public init() {}
     }
@@ -146,6 +149,7 @@ extension TetherConfig.Redis {
 extension TetherConfig.HTTP {
     private enum CodingKeys: String, CodingKey {
         case host, port, bodyLimitBytes, heartbeatSeconds, corsAllowedOrigins, keyCacheSeconds, backlog
+        case clientQueueLength
     }
     /// Decodes, keeping defaults for missing keys.
     public init(from decoder: any Decoder) throws {
@@ -158,6 +162,7 @@ extension TetherConfig.HTTP {
         corsAllowedOrigins = try c.decodeIfPresent([String].self, forKey: .corsAllowedOrigins) ?? corsAllowedOrigins
         keyCacheSeconds = try c.decodeIfPresent(Double.self, forKey: .keyCacheSeconds) ?? keyCacheSeconds
         backlog = try c.decodeIfPresent(Int.self, forKey: .backlog) ?? backlog
+        clientQueueLength = try c.decodeIfPresent(Int.self, forKey: .clientQueueLength) ?? clientQueueLength
     }
 }
 

@@ -32,7 +32,7 @@ public final class Gateway: Sendable {
             redis: redis, keys: keys, maxLength: config.streams.maxLength,
             retentionSeconds: config.streams.retentionSeconds)
         self.apiKeys = APIKeys(redis: redis, keys: keys, configured: config.apiKeys)
-        self.tailer = Tailer(store: store, logger: logger)
+        self.tailer = Tailer(store: store, clientQueue: config.http.clientQueueLength, logger: logger)
         self.logger = logger
     }
 
@@ -217,22 +217,26 @@ public final class Gateway: Sendable {
             renderer.appendGapFrame(after: gap.after.description, resumeFrom: gap.resume?.description, to: &buffer)
             try await writer.write(buffer)
         }
-        // Catch up from the log.
-        let page = 512
-        while true {
-            let events = try await store.events(id, after: last, count: page)
-            if events.isEmpty { break }
-            let (buffer, finished) = render(events, after: &last, renderer)
-            if buffer.readableBytes > 0 { try await writer.write(buffer) }
-            if finished { return }
-            if events.count < page { break }
+        // Catch up from the log, then follow the tailer; back to the log whenever signals were dropped.
+        func catchUp() async throws -> Bool {
+            let page = 512
+            while true {
+                let events = try await store.events(id, after: last, count: page)
+                if events.isEmpty { return false }
+                let (buffer, finished) = render(events, after: &last, renderer)
+                if buffer.readableBytes > 0 { try await writer.write(buffer) }
+                if finished { return true }
+                if events.count < page { return false }
+            }
         }
-        // Live.
+        if try await catchUp() { return }
         for await signal in feed.signals.cancelOnGracefulShutdown() {
             switch signal {
-            case .heartbeat:
+            case .heartbeat(let latest):
+                if latest > last, try await catchUp() { return }
                 try await writer.write(ByteBuffer(string: ": ping\n\n"))
-            case .events(let events):
+            case .events(let after, let events):
+                if after > last, try await catchUp() { return }
                 let (buffer, finished) = render(events, after: &last, renderer)
                 if buffer.readableBytes > 0 { try await writer.write(buffer) }
                 if finished { return }

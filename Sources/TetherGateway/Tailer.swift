@@ -5,10 +5,13 @@ import TetherCore
 
 /// What a following client receives from the ``Tailer``.
 public enum TailSignal: Sendable {
-    /// New events of the execution, in order (may repeat ids the client already has: skip them).
-    case events([StoredEvent])
-    /// A heartbeat tick: write a comment to keep the connection alive.
-    case heartbeat
+    /// New events of the execution, in order, directly following the id `after` (they may repeat ids the client
+    /// already has: skip them; when `after` is beyond the client's last id, signals were dropped from its full
+    /// queue: catch up from the log first).
+    case events(after: StreamID, [StoredEvent])
+    /// A heartbeat tick: write a comment to keep the connection alive. `latest` is the newest id the tailer has
+    /// fanned out: a client behind it missed signals and catches up from the log.
+    case heartbeat(latest: StreamID)
 }
 
 /// Live tailing for every SSE client of one gateway, with a bounded number of Redis connections.
@@ -56,13 +59,16 @@ public final class Tailer: Sendable {
 
     private let store: ExecutionStore
     private let readBatch: Int
+    private let clientQueue: Int
     private let logger: Logger
     private let state = Mutex(State())
 
-    /// Makes a tailer reading through `store`'s client.
-    public init(store: ExecutionStore, readBatch: Int = 512, logger: Logger) {
+    /// Makes a tailer reading through `store`'s client. Each client's queue holds at most `clientQueue` signals
+    /// (a client that does not keep up loses signals, not memory, and catches up from the log).
+    public init(store: ExecutionStore, readBatch: Int = 512, clientQueue: Int = 256, logger: Logger) {
         self.store = store
         self.readBatch = readBatch
+        self.clientQueue = max(1, clientQueue)
         self.logger = logger
         store.redis.subscriber.onResubscribe { [weak self] in self?.pokeAll() }
     }
@@ -79,7 +85,8 @@ public final class Tailer: Sendable {
     /// Registers a client of `executionID`; returns once live delivery is armed, so that the client can catch up
     /// from the log and then rely on the feed.
     public func follow(_ executionID: String) async throws -> Feed {
-        let (signals, continuation) = AsyncStream.makeStream(of: TailSignal.self)
+        let (signals, continuation) = AsyncStream.makeStream(
+            of: TailSignal.self, bufferingPolicy: .bufferingOldest(clientQueue))
         let (ready, clientID) = state.withLock { state -> (Task<Void, any Error>, UInt64) in
             state.nextClientID += 1
             let clientID = state.nextClientID
@@ -132,8 +139,8 @@ public final class Tailer: Sendable {
     public func tick() {
         let watches = state.withLock { Array($0.watches.values) }
         for watch in watches {
-            let clients = watch.state.withLock { Array($0.clients.values) }
-            for client in clients { client.yield(.heartbeat) }
+            let (clients, latest) = watch.state.withLock { (Array($0.clients.values), $0.cursor) }
+            for client in clients { client.yield(.heartbeat(latest: latest)) }
             poke(watch)
         }
     }
@@ -183,8 +190,9 @@ public final class Tailer: Sendable {
             }
             let fresh = announcement.events.filter { StreamID($0.id).map { $0 > state.cursor } ?? false }
             if let last = fresh.last.flatMap({ StreamID($0.id) }) {
+                let previous = state.cursor
                 state.cursor = last
-                for client in state.clients.values { client.yield(.events(fresh)) }
+                for client in state.clients.values { client.yield(.events(after: previous, fresh)) }
             }
             return true
         }
@@ -225,7 +233,7 @@ public final class Tailer: Sendable {
                     state.cursor = last
                 }
                 if !events.isEmpty {
-                    for client in state.clients.values { client.yield(.events(events)) }
+                    for client in state.clients.values { client.yield(.events(after: cursor, events)) }
                 }
                 if events.count == readBatch || state.dirty {
                     state.dirty = false

@@ -2,7 +2,7 @@ import Testing
 
 @testable import RedisKit
 
-@Suite("Connection URLs")
+@Suite("Connection URLs", .timeLimit(.minutes(2)))
 struct RedisConfigurationTests {
     @Test func plainHostPortAndDatabase() throws {
         let c = try RedisConfiguration(url: "redis://example.internal:6380/3")

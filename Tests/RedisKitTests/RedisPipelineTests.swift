@@ -3,7 +3,7 @@ import Testing
 
 @testable import RedisKit
 
-@Suite("Pipelining, pool and blocking commands")
+@Suite("Pipelining, pool and blocking commands", .timeLimit(.minutes(2)))
 struct RedisPipelineTests {
     @Test func tenThousandConcurrentCommandsOnOneConnection() async throws {
         let client = try RedisClient(url: RedisServer.shared)

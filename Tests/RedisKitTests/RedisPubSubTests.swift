@@ -3,7 +3,7 @@ import Testing
 
 @testable import RedisKit
 
-@Suite("Pub/sub")
+@Suite("Pub/sub", .timeLimit(.minutes(2)))
 struct RedisPubSubTests {
     @Test func messagesReachTheirSubscribersOnly() async throws {
         let client = try RedisClient(url: RedisServer.shared)

@@ -3,7 +3,7 @@ import Testing
 
 @testable import RedisKit
 
-@Suite("Failures and recovery")
+@Suite("Failures and recovery", .timeLimit(.minutes(2)))
 struct RedisRecoveryTests {
     @Test func recoversAfterClientKill() async throws {
         let server = try RedisServer()

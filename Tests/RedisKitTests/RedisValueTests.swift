@@ -2,7 +2,7 @@ import Testing
 
 @testable import RedisKit
 
-@Suite("Replies and arguments")
+@Suite("Replies and arguments", .timeLimit(.minutes(2)))
 struct RedisValueTests {
     let client: RedisClient
 

@@ -4,7 +4,7 @@ import TetherClient
 import TetherCore
 import TetherGateway
 
-@Suite("API contract: auth, validation, tenancy, CORS")
+@Suite("API contract: auth, validation, tenancy, CORS", .timeLimit(.minutes(2)))
 struct APIContractTests {
     func post(_ harness: Harness, body: String, contentType: String? = "application/json", token: String? = nil)
         async throws -> HTTPResult
@@ -190,7 +190,7 @@ struct APIContractTests {
     }
 }
 
-@Suite("OpenAPI document")
+@Suite("OpenAPI document", .timeLimit(.minutes(2)))
 struct OpenAPIDocumentTests {
     @Test func servedDocumentMatchesDocsCopy() async throws {
         let harness = try await Harness.start(withWorker: false)
@@ -211,7 +211,7 @@ struct OpenAPIDocumentTests {
     }
 }
 
-@Suite("Redis outage")
+@Suite("Redis outage", .timeLimit(.minutes(2)))
 struct OutageTests {
     @Test func requestsFailFastWith503WhileRedisIsAway() async throws {
         var config = TetherConfig()

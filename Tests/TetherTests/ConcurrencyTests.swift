@@ -4,7 +4,7 @@ import Testing
 import TetherClient
 import TetherCore
 
-@Suite("Many clients")
+@Suite("Many clients", .timeLimit(.minutes(2)))
 struct ConcurrencyTests {
     /// Gateway connections to Redis, as Redis itself counts them (`CLIENT LIST`, by the gateway's client name).
     func gatewayConnections(_ harness: Harness) async throws -> Int {

@@ -3,7 +3,7 @@ import Testing
 import TetherClient
 import TetherCore
 
-@Suite("Executions end to end")
+@Suite("Executions end to end", .timeLimit(.minutes(2)))
 struct ExecutionFlowTests {
     @Test func createAndStreamToCompletion() async throws {
         let harness = try await Harness.start()
@@ -186,9 +186,9 @@ struct ExecutionFlowTests {
     }
 }
 
-@Suite("Worker slots")
+@Suite("Worker slots", .timeLimit(.minutes(2)))
 struct WorkerSlotTests {
-    @Test(.timeLimit(.minutes(1)))
+    @Test
     func executionsWaitingForApprovalDoNotHoldWorkerSlots() async throws {
         let harness = try await Harness.start { $0.workers.concurrency = 2 }
         defer { harness.stop() }

@@ -57,7 +57,7 @@ func freePort() throws -> Int {
     return Int(UInt16(bigEndian: address.sin_port))
 }
 
-@Suite("Real processes", .serialized)
+@Suite("Real processes", .serialized, .timeLimit(.minutes(2)))
 struct ProcessTests {
     @Test func aKilledWorkerProcessIsTakenOverWithoutLosingOrRepeatingAnything() async throws {
         #expect(

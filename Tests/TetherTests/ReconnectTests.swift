@@ -3,7 +3,7 @@ import Testing
 import TetherClient
 import TetherCore
 
-@Suite("Reconnecting to a stream")
+@Suite("Reconnecting to a stream", .timeLimit(.minutes(2)))
 struct ReconnectTests {
     /// Runs a weather execution to its end and returns its id and frames.
     func finishedRun(_ harness: Harness) async throws -> (String, [Frame]) {

@@ -3,8 +3,9 @@ import RedisKit
 import Testing
 import TetherClient
 import TetherCore
+import TetherGateway
 
-@Suite("Live tailing")
+@Suite("Live tailing", .timeLimit(.minutes(2)))
 struct TailingTests {
     @Test func appendsAnnounceTheirEntriesAfterThePreviousID() async throws {
         let harness = try await Harness.start(withWorker: false)
@@ -57,5 +58,47 @@ struct TailingTests {
         #expect(frames.last?.finishReason == "stop")
         let replay = try await readFrames(try await harness.reconnect(id)) { _ in false }
         #expect(replay.map(\.event.raw) == frames.map(\.event.raw))
+    }
+
+    @Test func aFullClientQueueDropsSignalsThatTheNextSignalReveals() async throws {
+        let harness = try await Harness.start(withWorker: false) { $0.http.clientQueueLength = 1 }
+        defer { harness.stop() }
+        let created = try await harness.create("hi")
+        let id = created.executionID
+        created.close()
+        let tailer = Tailer(store: harness.store, clientQueue: 1, logger: Harness.quietLogger("test"))
+        let feed = try await tailer.follow(id)
+        defer { tailer.leave(feed) }
+        let claim = try #require(try await harness.store.claim(id, owner: "test"))
+        var ids: [String] = []
+        for i in 0..<3 {
+            ids += try await harness.store.append(
+                id, fence: claim.fence, events: [NewEvent(.text, ["text": .string("\(i)")])])
+        }
+        try await Task.sleep(for: .milliseconds(200))
+        var iterator = feed.signals.makeAsyncIterator()
+        // The queue kept the first batch only; the next heartbeat says how far the execution really is.
+        guard case .events(_, let first) = await iterator.next() else {
+            Issue.record("expected the first batch")
+            return
+        }
+        #expect(first.map(\.id) == [ids[0]])
+        tailer.tick()
+        guard case .heartbeat(let latest) = await iterator.next() else {
+            Issue.record("expected a heartbeat")
+            return
+        }
+        #expect(latest == StreamID(ids[2]))
+    }
+
+    @Test func aClientWhoseQueueOverflowsStillGetsEveryFrameInOrder() async throws {
+        let harness = try await Harness.start { $0.http.clientQueueLength = 1 }
+        defer { harness.stop() }
+        let stream = try await harness.create("count to 3000")
+        let frames = try await readFrames(stream) { _ in false }
+        #expect(frames.last?.finishReason == "stop")
+        #expect(replyText(frames) == (1...3000).map(String.init).joined(separator: " "))
+        let ids = frames.compactMap { $0.event.id.flatMap(StreamID.init) }
+        #expect(ids == ids.sorted() && Set(ids).count == ids.count)
     }
 }

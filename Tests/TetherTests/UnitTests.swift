@@ -5,7 +5,7 @@ import TetherCore
 import TetherGateway
 import TetherWorker
 
-@Suite("Units")
+@Suite("Units", .timeLimit(.minutes(2)))
 struct UnitTests {
     @Test func jsonRoundTripAndEscaping() throws {
         let value: JSON = ["b": [1, 2.5, "x\n\"y\"\u{01}"], "a": true, "c": nil, "d": ["nested": "é"]]
