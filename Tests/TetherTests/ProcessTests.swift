@@ -19,25 +19,35 @@ let tetherExecutable: URL = {
         "../../.build/debug/tether")
 }()
 
-/// Starts `tether <command>` with the harness's Redis, prefix and settings.
-func launch(_ command: String, _ harness: Harness, environment extra: [String: String] = [:]) throws -> Process {
+/// Starts `tether <command> [arguments]` with the harness's Redis, prefix and settings.
+func launch(
+    _ command: String, _ harness: Harness, arguments: [String] = [], environment extra: [String: String] = [:],
+    output: Pipe? = nil
+) throws -> Process {
     let process = Process()
     process.executableURL = tetherExecutable
-    process.arguments = [
-        command, "--config",
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../config/tether.yaml")
-            .path,
-    ]
+    let config = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+        "../../config/tether.yaml")
+    process.arguments = command.split(separator: " ").map(String.init) + ["--config", config.path] + arguments
     var environment = ProcessInfo.processInfo.environment
     environment["TETHER_REDIS_URL"] = harness.config.redis.url
     environment["TETHER_PREFIX"] = harness.config.redis.prefix
     environment["LOG_LEVEL"] = "critical"
     for (key, value) in extra { environment[key] = value }
     process.environment = environment
-    process.standardOutput = FileHandle.nullDevice
+    process.standardOutput = output ?? FileHandle.nullDevice
     process.standardError = FileHandle.nullDevice
     try process.run()
     return process
+}
+
+/// Runs `tether <command> [arguments]` to its end and returns its exit status and standard output.
+func runTether(_ command: String, _ harness: Harness, arguments: [String] = []) throws -> (Int32, String) {
+    let pipe = Pipe()
+    let process = try launch(command, harness, arguments: arguments, output: pipe)
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
 }
 
 /// A TCP port nobody listens on at 127.0.0.1 (the kernel picks it).
@@ -107,5 +117,26 @@ struct ProcessTests {
         #expect(gateway.terminationStatus == 0)
         // Nothing was lost: the execution is still there, waiting, for any other gateway.
         #expect(try await harness.status(stream.executionID).status == 200)
+    }
+
+    @Test func keysCommandsCreateListAndRevoke() async throws {
+        let harness = try await Harness.start(withWorker: false) { $0.http.keyCacheSeconds = 0.2 }
+        defer { harness.stop() }
+        let (created, output) = try runTether(
+            "keys create", harness, arguments: ["--tenant", "acme", "--agent", "demo"])
+        #expect(created == 0)
+        let token = output.trimmingCharacters(in: .whitespacesAndNewlines)
+        let id = try #require(APIKeys.parse(token)?.id)
+        #expect(try await harness.status("exec_none", token: token).status == 404)  // the key works
+        let (listed, list) = try runTether("keys list", harness)
+        #expect(listed == 0)
+        let row = try #require(list.split(separator: "\n").first { $0.hasPrefix(id + "\t") })
+        #expect(row.contains("\tacme\tdemo\tredis\t"))
+        #expect(!list.contains(token))  // secrets are never printed again
+        let (revoked, _) = try runTether("keys revoke", harness, arguments: [id])
+        #expect(revoked == 0)
+        #expect(try await eventually(3) { try await harness.status("exec_none", token: token).status == 401 })
+        let (unknown, _) = try runTether("keys revoke", harness, arguments: ["nosuchkey"])
+        #expect(unknown != 0)
     }
 }
