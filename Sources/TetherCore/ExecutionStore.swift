@@ -127,22 +127,40 @@ public struct ExecutionStore: Sendable {
         self.retentionSeconds = retentionSeconds
     }
 
-    /// Creates the record, the first event and the job in one script. Returns the first event's id.
+    /// What ``create(id:tenant:agentId:keyId:conversationId:input:idempotencyKey:)`` did.
+    public enum Creation: Sendable, Hashable {
+        /// Created; the first event's id.
+        case created(firstEventID: String)
+        /// The idempotency key already named this execution: nothing was created.
+        case existing(executionID: String)
+    }
+
+    /// How long an `Idempotency-Key` keeps naming its execution.
+    public static let idempotencySeconds = 24 * 3600
+
+    /// Creates the record, the first event and the job in one script, unless `idempotencyKey` already names an
+    /// execution of the same tenant and agent.
     public func create(
-        id: String, tenant: String, agentId: String, keyId: String, conversationId: String, input: JSON
-    ) async throws -> String {
+        id: String, tenant: String, agentId: String, keyId: String, conversationId: String, input: JSON,
+        idempotencyKey: String? = nil
+    ) async throws -> Creation {
         let now = Identifiers.nowMilliseconds()
         let started: JSON = [
             "type": .string(EventType.started.rawValue), "executionId": .string(id), "agentId": .string(agentId),
             "conversationId": .string(conversationId),
         ]
-        return try await redis.run(
-            Scripts.create, keys: [keys.meta(id), keys.events(id), keys.jobs],
+        let idempotency = keys.idempotency(tenant: tenant, agent: agentId, key: idempotencyKey ?? "")
+        let reply = try await redis.run(
+            Scripts.create, keys: [keys.meta(id), keys.events(id), keys.jobs, idempotency],
             arguments: [
                 id, tenant, agentId, keyId, conversationId, Identifiers.isoTimestamp(milliseconds: now), Int64(now),
                 started.rendered, input.rendered, keys.tail(id), maxLength,
-            ]
-        ).requireString()
+                idempotencyKey == nil ? "" : String(Self.idempotencySeconds),
+            ])
+        if let pair = reply.array, pair.count == 2, pair[0].string == "EXISTING", let existing = pair[1].string {
+            return .existing(executionID: existing)
+        }
+        return .created(firstEventID: try reply.requireString())
     }
 
     /// The record, or `nil` when there is no such execution.

@@ -21,6 +21,10 @@ public struct Keys: Sendable, Hashable {
     public var jobs: String { "\(prefix):jobs" }
     /// The consumer group of the workers on ``jobs``.
     public var jobsGroup: String { "workers" }
+    /// String: the execution created for an `Idempotency-Key`, scoped by tenant and agent; expires after a day.
+    public func idempotency(tenant: String, agent: String, key: String) -> String {
+        "\(prefix):idem:\(tenant):\(agent):\(key)"
+    }
     /// Hash: one API key stored in Redis (tenant, agent, secret digest, created, revoked).
     public func apiKey(_ keyID: String) -> String { "\(prefix):apikey:\(keyID)" }
     /// Set: the ids of the API keys stored in Redis.

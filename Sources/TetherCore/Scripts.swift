@@ -5,10 +5,17 @@ import RedisKit
 public enum Scripts {
     /// Creates an execution: the record, its first event and its job, once.
     ///
-    /// KEYS: meta, events, jobs. ARGV: id, tenant, agentId, keyId, conversationId, nowISO, nowMs, startedData,
-    /// input, tailChannel, maxLength. Returns the first event's id. Error `EXISTS` if the id is taken.
+    /// KEYS: meta, events, jobs, idempotency key. ARGV: id, tenant, agentId, keyId, conversationId, nowISO, nowMs,
+    /// startedData, input, tailChannel, maxLength, idempotency TTL in seconds ('' when the request had no
+    /// Idempotency-Key). Returns the first event's id, or `{'EXISTING', executionId}` when the idempotency key
+    /// already names an execution. Error `EXISTS` if the id is taken.
     public static let create = RedisScript(
         """
+        if ARGV[12] ~= '' then
+            local existing = redis.call('GET', KEYS[4])
+            if existing then return {'EXISTING', existing} end
+            redis.call('SET', KEYS[4], ARGV[1], 'EX', ARGV[12])
+        end
         if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('EXISTS execution already exists') end
         local eid = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[11], '*',
             'type', 'execution-started', 'data', ARGV[8], 'ts', ARGV[7], 'status', 'running')

@@ -76,19 +76,30 @@ public final class Gateway: Sendable {
         try requireJSON(request)
         let body = try await collectBody(&request)
         let input = try RequestValidation.createExecution(body)
-        let id = Identifiers.executionID()
+        let idempotencyKey = try RequestValidation.idempotencyKey(request.headers[HTTPField.Name("Idempotency-Key")!])
+        var id = Identifiers.executionID()
         let conversationId = input.conversationId ?? "conv_" + Identifiers.ulid()
         var stored: [String: JSON] = ["messages": input.messages]
         if !input.forwardedHeaders.isEmpty {
             stored["forwardedHeaders"] = .object(input.forwardedHeaders.mapValues { .string($0) })
         }
-        _ = try await store.create(
+        var replayed = false
+        switch try await store.create(
             id: id, tenant: principal.tenant, agentId: principal.agent, keyId: principal.keyId,
-            conversationId: conversationId, input: .object(stored))
-        context.logger.info("created \(id) for tenant \(principal.tenant) agent \(principal.agent)")
+            conversationId: conversationId, input: .object(stored), idempotencyKey: idempotencyKey)
+        {
+        case .created: break
+        case .existing(let existing):
+            // The same request again: the execution it created, streamed from the start.
+            id = existing
+            replayed = true
+        }
+        context.logger.info(
+            "\(replayed ? "replayed" : "created") \(id) for tenant \(principal.tenant) agent \(principal.agent)")
         var headers = Self.sseHeaders
         headers[.location] = "/run/api/executions/\(id)"
         headers[HTTPField.Name("x-workflow-run-id")!] = id
+        if replayed { headers[HTTPField.Name("Idempotent-Replayed")!] = "true" }
         let renderer = ChatChunkRenderer(executionID: id, model: principal.agent)
         return streamResponse(request, id: id, renderer: renderer, after: nil, gap: nil, headers: headers)
     }

@@ -49,6 +49,13 @@ enum OpenAPIDocument {
                           "type": "string"
                         },
                         "description": "/run/api/executions/{executionId}"
+                      },
+                      "Idempotent-Replayed": {
+                        "schema": {
+                          "type": "string",
+                          "const": "true"
+                        },
+                        "description": "Present when the Idempotency-Key named an existing execution."
                       }
                     },
                     "content": {
@@ -61,7 +68,7 @@ enum OpenAPIDocument {
                     }
                   },
                   "400": {
-                    "description": "Invalid body (codes invalid_json, invalid_request, invalid_messages, invalid_conversation_id, invalid_forwarded_headers).",
+                    "description": "Invalid body or header (codes invalid_json, invalid_request, invalid_messages, invalid_conversation_id, invalid_forwarded_headers, invalid_idempotency_key).",
                     "content": {
                       "application/json": {
                         "schema": {
@@ -103,7 +110,20 @@ enum OpenAPIDocument {
                       }
                     }
                   }
-                }
+                },
+                "parameters": [
+                  {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "schema": {
+                      "type": "string",
+                      "minLength": 1,
+                      "maxLength": 255,
+                      "pattern": "^[\\x21-\\x7E]+$"
+                    },
+                    "description": "Repeating a POST with the same key (same tenant and agent, within 24 h) creates nothing and streams the execution the first one created, from its start, with Idempotent-Replayed: true."
+                  }
+                ]
               }
             },
             "/run/api/executions/{executionId}": {

@@ -122,6 +122,15 @@ public enum RequestValidation {
         }
     }
 
+    /// An `Idempotency-Key` header: 1-255 visible ASCII characters, or absent.
+    public static func idempotencyKey(_ value: String?) throws(APIError) -> String? {
+        guard let value else { return nil }
+        guard !value.isEmpty, value.utf8.count <= 255, value.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+            throw .badRequest("invalid_idempotency_key", "Idempotency-Key must be 1-255 visible ASCII characters")
+        }
+        return value
+    }
+
     /// 1-256 characters of `[A-Za-z0-9._:-]`.
     public static func isValidConversationID(_ id: String) -> Bool {
         let bytes = id.utf8

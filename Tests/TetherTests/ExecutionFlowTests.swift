@@ -205,3 +205,38 @@ struct WorkerSlotTests {
         for stream in waiting { stream.close() }
     }
 }
+
+@Suite("Idempotency-Key", .timeLimit(.minutes(2)))
+struct IdempotencyTests {
+    func post(_ harness: Harness, key: String?, token: String? = nil) async throws -> HTTPStream {
+        var headers = harness.auth(token) + [("Content-Type", "application/json")]
+        if let key { headers.append(("Idempotency-Key", key)) }
+        return try await harness.http.open(
+            .POST, "/run/api/executions", headers: headers,
+            body: Array(#"{"messages":[{"role":"user","content":"weather in Bern"}]}"#.utf8))
+    }
+
+    @Test func theSameKeyStreamsTheSameExecutionAgain() async throws {
+        let harness = try await Harness.start()
+        defer { harness.stop() }
+        let first = try await post(harness, key: "order-42")
+        let frames = try await readFrames(first) { _ in false }
+        #expect(first.headers["idempotent-replayed"] == nil)
+        let again = try await post(harness, key: "order-42")
+        #expect(again.status == 200)
+        #expect(again.executionID == first.executionID)
+        #expect(again.headers["idempotent-replayed"] == "true")
+        #expect(try await readFrames(again) { _ in false }.map(\.event.raw) == frames.map(\.event.raw))
+        // Another key, or another tenant with the same key: a new execution.
+        #expect(try await post(harness, key: "order-43").executionID != first.executionID)
+        let otherTenant = try await harness.makeKey(tenant: "globex", agent: "demo")
+        #expect(try await post(harness, key: "order-42", token: otherTenant).executionID != first.executionID)
+        // A malformed key is refused.
+        let bad = try await harness.http.send(
+            .POST, "/run/api/executions",
+            headers: harness.auth() + [("Content-Type", "application/json"), ("Idempotency-Key", "has space")],
+            body: Array(#"{"messages":[{"role":"user","content":"hi"}]}"#.utf8))
+        #expect(bad.status == 400)
+        #expect(try JSON.parse(bad.body)["code"]?.stringValue == "invalid_idempotency_key")
+    }
+}
