@@ -63,7 +63,9 @@ public struct NewEvent: Sendable, Hashable {
 /// One event read back from the log.
 public struct StoredEvent: Sendable, Hashable {
     /// The stream entry id (`1764425001234-0`), which is also the SSE id.
-    public var id: String
+    public let id: String
+    /// ``id`` parsed, once (the tailing path compares ids per event and per client); `nil` if malformed.
+    public let position: StreamID?
     /// The event type (unknown types are kept as text).
     public var type: String
     /// The payload, JSON text as stored.
@@ -76,6 +78,7 @@ public struct StoredEvent: Sendable, Hashable {
     /// Makes a stored event.
     public init(id: String, type: String, data: String, timestamp: Int64, status: String? = nil) {
         self.id = id
+        self.position = StreamID(id)
         self.type = type
         self.data = data
         self.timestamp = timestamp

@@ -26,8 +26,6 @@ public struct ExecutionRecord: Sendable, Hashable {
     public var owner: String?
     /// The lease's fence (raised on every takeover).
     public var fence: Int
-    /// The input messages (JSON array).
-    public var input: String
 
     init?(_ fields: [String: String]) {
         guard let id = fields["id"], let tenant = fields["tenant"], let agentId = fields["agentId"],
@@ -45,8 +43,14 @@ public struct ExecutionRecord: Sendable, Hashable {
         self.error = fields["error"]
         self.owner = fields["owner"]
         self.fence = Int(fields["fence"] ?? "0") ?? 0
-        self.input = fields["input"] ?? "[]"
     }
+
+    /// The meta fields a record is made of: all but `input`, which may be as large as a request body and is read
+    /// only by the worker (``ExecutionStore/input(_:)``).
+    static let fields = [
+        "id", "tenant", "agentId", "keyId", "conversationId", "status", "createdAt", "updatedAt", "lastEventId",
+        "error", "owner", "fence",
+    ]
 }
 
 /// One approval request and, once made, its decision.
@@ -163,11 +167,21 @@ public struct ExecutionStore: Sendable {
         return .created(firstEventID: try reply.requireString())
     }
 
-    /// The record, or `nil` when there is no such execution.
+    /// The record, or `nil` when there is no such execution. Reads every meta field but the input.
     public func record(_ id: String) async throws -> ExecutionRecord? {
-        let reply = try await redis.send("HGETALL", keys.meta(id))
-        guard let fields = reply.stringDictionary, !fields.isEmpty else { return nil }
+        let values = try await redis.send(
+            RedisCommand("HMGET", arguments: [keys.meta(id)] + ExecutionRecord.fields)
+        ).requireArray()
+        var fields: [String: String] = [:]
+        for (name, value) in zip(ExecutionRecord.fields, values) {
+            if let text = value.string { fields[name] = text }
+        }
         return ExecutionRecord(fields)
+    }
+
+    /// The input the execution was created with (`{"messages":[…],"forwardedHeaders":{…}}`), or `nil`.
+    public func input(_ id: String) async throws -> JSON? {
+        try await redis.send("HGET", keys.meta(id), "input").string.flatMap { try? JSON.parse($0) }
     }
 
     /// Every approval request of the execution, with its decision when made.
@@ -276,7 +290,7 @@ public struct ExecutionStore: Sendable {
         while true {
             let page = try await events(id, after: cursor, count: 1000)
             all += page
-            guard page.count == 1000, let last = page.last.flatMap({ StreamID($0.id) }) else { return all }
+            guard page.count == 1000, let last = page.last?.position else { return all }
             cursor = last
         }
     }

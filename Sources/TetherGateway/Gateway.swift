@@ -169,7 +169,7 @@ public final class Gateway: Sendable {
             }
             if skip > 0 {
                 let reply = try await store.redis.send("XRANGE", store.keys.events(record.id), "-", "+", "COUNT", skip)
-                cursor = ExecutionStore.parseEntries(reply).last.flatMap { StreamID($0.id) }
+                cursor = ExecutionStore.parseEntries(reply).last?.position
             }
         }
         // The client already has the final frame: tell EventSource to stop reconnecting.
@@ -260,7 +260,7 @@ public final class Gateway: Sendable {
     {
         var buffer = ByteBuffer()
         for event in events {
-            guard let id = StreamID(event.id), id > last else { continue }
+            guard let id = event.position, id > last else { continue }
             renderer.appendFrame(event, to: &buffer)
             last = id
             if event.isFinal { return (buffer, true) }

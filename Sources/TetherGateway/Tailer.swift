@@ -164,7 +164,7 @@ public final class Tailer: Sendable {
             subscription.cancel()
             throw error
         }
-        let cursor = ExecutionStore.parseEntries(newest).first.flatMap { StreamID($0.id) } ?? .zero
+        let cursor = ExecutionStore.parseEntries(newest).first?.position ?? .zero
         watch.state.withLock { state in
             state.cursor = cursor
             state.subscription = subscription
@@ -188,8 +188,8 @@ public final class Tailer: Sendable {
             guard state.subscription != nil, !state.reading, announcement.previousID <= state.cursor else {
                 return false
             }
-            let fresh = announcement.events.filter { StreamID($0.id).map { $0 > state.cursor } ?? false }
-            if let last = fresh.last.flatMap({ StreamID($0.id) }) {
+            let fresh = announcement.events.filter { $0.position.map { $0 > state.cursor } ?? false }
+            if let last = fresh.last?.position {
                 let previous = state.cursor
                 state.cursor = last
                 for client in state.clients.values { client.yield(.events(after: previous, fresh)) }
@@ -229,7 +229,7 @@ public final class Tailer: Sendable {
                 logger.warning("tail read of \(watch.executionID) failed: \(error)")
             }
             let again = watch.state.withLock { state -> Bool in
-                if let last = events.last.flatMap({ StreamID($0.id) }), last > state.cursor {
+                if let last = events.last?.position, last > state.cursor {
                     state.cursor = last
                 }
                 if !events.isEmpty {

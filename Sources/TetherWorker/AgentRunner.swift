@@ -54,7 +54,7 @@ public struct AgentRunner: Sendable {
     public func run(_ executionID: String, fence: Int) async throws {
         guard let record = try await store.record(executionID) else { return }
         if record.status.isTerminal { return }
-        let input = (try? JSON.parse(record.input)) ?? .null
+        let input = try await store.input(executionID) ?? .null
         let messages = input["messages"] ?? input
         do {
             try await loop(executionID, fence: fence, messages: messages)
