@@ -60,6 +60,9 @@ public struct AgentRunner: Sendable {
             try await loop(executionID, fence: fence, messages: messages)
         } catch let error as AppendError {
             throw error
+        } catch let error as RedisError {
+            // Redis trouble is not the agent's failure: the caller retries (the state is rebuilt from the log).
+            throw error
         } catch is CancellationError {
             throw CancellationError()
         } catch {
@@ -190,14 +193,15 @@ public struct AgentRunner: Sendable {
         return try await withThrowingTaskGroup(of: JSON?.self) { group in
             group.addTask {
                 for await message in subscription where message.string == toolCallID {
-                    if let decision = try await store.decision(id, toolCallID: toolCallID) { return decision }
+                    if let decision = try? await store.decision(id, toolCallID: toolCallID) { return decision }
                 }
                 return nil
             }
             group.addTask {
                 while true {
                     try await Task.sleep(for: .seconds(5))
-                    if let decision = try await store.decision(id, toolCallID: toolCallID) { return decision }
+                    // A failed read (Redis restarting) is simply tried again at the next round.
+                    if let decision = try? await store.decision(id, toolCallID: toolCallID) { return decision }
                 }
             }
             defer { group.cancelAll() }

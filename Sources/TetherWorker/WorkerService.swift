@@ -122,7 +122,7 @@ public final class WorkerService: Service, Sendable {
             }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await self.renewLease(entryID) }
-                group.addTask { try await self.runner.run(executionID, fence: claim.fence) }
+                group.addTask { try await self.run(executionID, fence: claim.fence) }
                 try await group.next()
                 group.cancelAll()
             }
@@ -144,10 +144,28 @@ public final class WorkerService: Service, Sendable {
         }
     }
 
+    /// Runs the execution, and runs it again (from the log) after Redis trouble, while this worker holds the
+    /// lease: a Redis restart must not fail an execution nor leave it waiting for the lease to expire.
+    private func run(_ executionID: String, fence: Int) async throws {
+        var delay = Duration.milliseconds(100)
+        while true {
+            do {
+                try await runner.run(executionID, fence: fence)
+                return
+            } catch let error as RedisError {
+                logger.warning("execution \(executionID): \(error); resuming in \(delay)")
+                try await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(5))
+            }
+        }
+    }
+
+    /// Renews the lease every third of it until cancelled; a renewal that fails (Redis away) is tried at the next
+    /// round, well before the lease runs out.
     private func renewLease(_ entryID: String) async throws {
         while true {
             try await Task.sleep(for: lease / 3)
-            try await store.redis.send(
+            _ = try? await store.redis.send(
                 "XCLAIM", store.keys.jobs, store.keys.jobsGroup, consumer, 0, entryID, "JUSTID")
         }
     }

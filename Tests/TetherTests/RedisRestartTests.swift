@@ -72,6 +72,7 @@ final class DurableRedis: @unchecked Sendable {
 struct RedisRestartTests {
     @Test func liveStreamsAndWaitingWorkersSurviveARedisRestart() async throws {
         let redis = try DurableRedis()
+        // The default 30 s lease: recovery must not wait for it to run out.
         let harness = try await Harness.start { $0.redis.url = redis.url }
         defer { harness.stop() }
         let stream = try await harness.create("send an email to judy@example.com")
@@ -82,17 +83,25 @@ struct RedisRestartTests {
         redis.kill()
         // While Redis is away the API answers 503 at once; the open stream just waits.
         #expect(try await harness.status(id).status == 503)
+        // Longer than the waiting worker's 5 s re-read of the decision, so that one fails during the outage.
+        try await Task.sleep(for: .seconds(6))
         try redis.start()
 
         // Everything reconnects by itself: the gateway's pool and pub/sub, the worker's job loop and its wait.
         #expect(try await eventually(15) { try await harness.status(id).status == 200 })
         #expect(try await harness.decide(id, toolCallID, approved: true).status == 200)
+        let decided = ContinuousClock.now
         frames += try await readFrames(stream) { _ in false }
+        // Resumed by the same worker, not by a takeover after the lease.
+        #expect(ContinuousClock.now - decided < .seconds(15))
         #expect(frames.last?.finishReason == "stop")
         #expect(
             replyText(frames).hasSuffix(
                 "Done: I sent the email to judy@example.com (message id msg_\(toolCallID.suffix(8)))."))
         let ids = frames.compactMap(\.event.id)
         #expect(Set(ids).count == ids.count)
+        // Redis trouble did not fail the execution.
+        #expect(!frames.contains { $0.typed?["data"]?["type"]?.stringValue == "error" })
+        #expect(try JSON.parse(try await harness.status(id).body)["status"]?.stringValue == "completed")
     }
 }
