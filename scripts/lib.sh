@@ -28,7 +28,7 @@ TETHER_PACKAGES=(libhiredis-dev libssl-dev redis-server redis-tools)
 free_port() {
     local port
     for _ in $(seq 1 50); do
-        port=$(( (RANDOM % 20000) + 30000 ))
+        port=$(( (RANDOM % 12000) + 20000 ))  # below the ephemeral range (32768+), so no outgoing connection holds it
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             echo "$port"
             return 0
