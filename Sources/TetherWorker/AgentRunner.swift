@@ -129,7 +129,7 @@ public struct AgentRunner: Sendable {
             return
         }
         for token in tokens {
-            try await Task.sleep(for: tokenDelay)
+            try await EventLoopSleep.sleep(for: tokenDelay)
             try await store.append(id, fence: fence, events: [NewEvent(.text, ["text": .string(token)])])
         }
     }

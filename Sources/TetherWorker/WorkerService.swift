@@ -8,8 +8,8 @@ import TetherCore
 /// Takes jobs from `…:jobs` with a consumer group and runs them, at most `concurrency` at once (executions that
 /// wait for a human decision do not count: they hold a subscription and a lease, not a slot).
 ///
-/// Crash recovery: the idle time of a job's pending entry is its lease. The running worker renews it
-/// (`XCLAIM … JUSTID`) every third of the lease; a job whose entry stays idle longer than the lease (its worker
+/// Crash recovery: the idle time of a job's pending entry is its lease. The running worker renews the leases of all
+/// its jobs together (one `XCLAIM … JUSTID` per 500 entries) every third of the lease; a job whose entry stays idle longer than the lease (its worker
 /// died) is taken over by another worker with `XAUTOCLAIM`, which raises the execution's fence (so the old
 /// owner, if it was only slow, can append nothing more) and resumes from the log.
 public final class WorkerService: Service, Sendable {
@@ -19,7 +19,8 @@ public final class WorkerService: Service, Sendable {
     let lease: Duration
     let consumer: String
     let logger: Logger
-    private let active = Mutex<Set<String>>([])
+    /// The executions this worker holds, with their job entries.
+    private let active = Mutex<[String: String]>([:])
     /// Executions waiting for approval: they stay on this worker (subscribed, lease renewed) without a slot.
     private let waiting: WaitGauge
 
@@ -54,7 +55,9 @@ public final class WorkerService: Service, Sendable {
         // worker resumes them without waiting for the lease to run out.
         try await cancelWhenGracefulShutdown {
             try await withThrowingDiscardingTaskGroup { group in
+                group.addTask { await self.renewLeases() }
                 await self.readLoop(group: &group)
+                group.cancelAll()
             }
         }
     }
@@ -106,10 +109,14 @@ public final class WorkerService: Service, Sendable {
     }
 
     private func start(_ entryID: String, _ executionID: String, group: inout ThrowingDiscardingTaskGroup<any Error>) {
-        let fresh = active.withLock { $0.insert(executionID).inserted }
+        let fresh = active.withLock { active in
+            guard active[executionID] == nil else { return false }
+            active[executionID] = entryID
+            return true
+        }
         guard fresh else { return }
         group.addTask {
-            defer { _ = self.active.withLock { $0.remove(executionID) } }
+            defer { _ = self.active.withLock { $0.removeValue(forKey: executionID) } }
             await self.runJob(entryID, executionID)
         }
     }
@@ -120,12 +127,7 @@ public final class WorkerService: Service, Sendable {
                 try await acknowledge(entryID)
                 return
             }
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await self.renewLease(entryID) }
-                group.addTask { try await self.run(executionID, fence: claim.fence) }
-                try await group.next()
-                group.cancelAll()
-            }
+            try await run(executionID, fence: claim.fence)
             try await acknowledge(entryID)
         } catch is CancellationError {
             // Shutting down: make the job's entry look expired so another worker takes it over now.
@@ -160,13 +162,22 @@ public final class WorkerService: Service, Sendable {
         }
     }
 
-    /// Renews the lease every third of it until cancelled; a renewal that fails (Redis away) is tried at the next
-    /// round, well before the lease runs out.
-    private func renewLease(_ entryID: String) async throws {
+    /// Renews the leases of every job held, every third of the lease, until cancelled; a renewal that fails (Redis
+    /// away) is tried at the next round, well before the lease runs out.
+    private func renewLeases() async {
         while true {
-            try await Task.sleep(for: lease / 3)
-            _ = try? await store.redis.send(
-                "XCLAIM", store.keys.jobs, store.keys.jobsGroup, consumer, 0, entryID, "JUSTID")
+            do {
+                try await EventLoopSleep.sleep(for: lease / 3)
+            } catch {
+                return  // cancelled: the worker is stopping
+            }
+            let entries = active.withLock { Array($0.values) }
+            for start in stride(from: 0, to: entries.count, by: 500) {
+                var arguments: [any RedisArgument] = [store.keys.jobs, store.keys.jobsGroup, consumer, 0]
+                arguments += entries[start..<min(start + 500, entries.count)].map { $0 as any RedisArgument }
+                arguments.append("JUSTID")
+                _ = try? await store.redis.send(RedisCommand("XCLAIM", arguments: arguments))
+            }
         }
     }
 
