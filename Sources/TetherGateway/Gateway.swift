@@ -37,8 +37,8 @@ public final class Gateway: Sendable {
     }
 
     /// The router with every route and middleware.
-    public func makeRouter() -> Router<BasicRequestContext> {
-        let router = Router(context: BasicRequestContext.self)
+    public func makeRouter() -> Router<GatewayRequestContext> {
+        let router = Router(context: GatewayRequestContext.self)
         // CORS outermost, so that error responses carry its headers too.
         router.add(middleware: CORSMiddleware(allowedOrigins: config.http.corsAllowedOrigins))
         router.add(middleware: ErrorMiddleware())
@@ -70,7 +70,7 @@ public final class Gateway: Sendable {
 
     // MARK: - Endpoints
 
-    private func create(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    private func create(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
         var request = request
         let principal = try await authenticate(request)
         try requireJSON(request)
@@ -101,10 +101,11 @@ public final class Gateway: Sendable {
         headers[HTTPField.Name("x-workflow-run-id")!] = id
         if replayed { headers[HTTPField.Name("Idempotent-Replayed")!] = "true" }
         let renderer = ChatChunkRenderer(executionID: id, model: principal.agent)
-        return streamResponse(request, id: id, renderer: renderer, after: nil, gap: nil, headers: headers)
+        return streamResponse(
+            request, id: id, renderer: renderer, after: nil, gap: nil, headers: headers, on: context.eventLoop)
     }
 
-    private func status(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    private func status(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
         let principal = try await authenticate(request)
         let record = try await ownedRecord(context, principal)
         var object: [String: JSON] = [
@@ -132,7 +133,7 @@ public final class Gateway: Sendable {
         return Self.json(.ok, JSON.object(object).rendered)
     }
 
-    private func approve(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    private func approve(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
         var request = request
         let principal = try await authenticate(request)
         let record = try await ownedRecord(context, principal)
@@ -158,7 +159,7 @@ public final class Gateway: Sendable {
         }
     }
 
-    private func reconnect(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    private func reconnect(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
         let principal = try await authenticate(request)
         let record = try await ownedRecord(context, principal)
         var cursor = try parseCursor(request)
@@ -185,7 +186,8 @@ public final class Gateway: Sendable {
         headers[HTTPField.Name("x-workflow-run-id")!] = record.id
         let renderer = ChatChunkRenderer(executionID: record.id, model: record.agentId)
         return streamResponse(
-            request, id: record.id, renderer: renderer, after: cursor, gap: gap, headers: headers)
+            request, id: record.id, renderer: renderer, after: cursor, gap: gap, headers: headers,
+            on: context.eventLoop)
     }
 
     // MARK: - Streaming
@@ -196,14 +198,18 @@ public final class Gateway: Sendable {
 
     private func streamResponse(
         _ request: Request, id: String, renderer: ChatChunkRenderer, after cursor: StreamID?,
-        gap: (after: StreamID, resume: StreamID?)?, headers: HTTPFields
+        gap: (after: StreamID, resume: StreamID?)?, headers: HTTPFields, on loop: any EventLoop
     ) -> Response {
         Response(
             status: .ok, headers: headers,
             body: ResponseBody { writer in
                 do {
                     try await request.body.consumeWithCancellationOnInboundClose { _ in
-                        try await self.pump(id, renderer: renderer, after: cursor, gap: gap, writer: &writer)
+                        // The pump runs on the connection's event loop: its writes need no hop, and the streams'
+                        // work is spread over the loops the way their connections are.
+                        try await withTaskExecutorPreference(EventLoopTaskExecutor(loop)) {
+                            try await self.pump(id, renderer: renderer, after: cursor, gap: gap, writer: &writer)
+                        }
                     }
                 } catch is CancellationError {
                     // The client went away, or the server is shutting down.
@@ -241,17 +247,23 @@ public final class Gateway: Sendable {
             }
         }
         if try await catchUp() { return }
-        for await signal in feed.signals.cancelOnGracefulShutdown() {
-            switch signal {
-            case .heartbeat(let latest):
-                if latest > last, try await catchUp() { return }
-                try await writer.write(ByteBuffer(string: ": ping\n\n"))
-            case .events(let after, let events):
-                if after > last, try await catchUp() { return }
-                let (buffer, finished) = render(events, after: &last, renderer)
-                if buffer.readableBytes > 0 { try await writer.write(buffer) }
-                if finished { return }
+        // Graceful shutdown ends the feed, which ends the loop (one handler per stream, not a merged sequence
+        // per signal: that would add two task switches to every event).
+        try await withGracefulShutdownHandler {
+            for await signal in feed.signals {
+                switch signal {
+                case .heartbeat(let latest):
+                    if latest > last, try await catchUp() { return }
+                    try await writer.write(ByteBuffer(string: ": ping\n\n"))
+                case .events(let after, let events):
+                    if after > last, try await catchUp() { return }
+                    let (buffer, finished) = render(events, after: &last, renderer)
+                    if buffer.readableBytes > 0 { try await writer.write(buffer) }
+                    if finished { return }
+                }
             }
+        } onGracefulShutdown: { [tailer] in
+            tailer.end(feed)
         }
     }
 
@@ -304,7 +316,7 @@ public final class Gateway: Sendable {
         return principal
     }
 
-    private func ownedRecord(_ context: BasicRequestContext, _ principal: Principal) async throws -> ExecutionRecord {
+    private func ownedRecord(_ context: GatewayRequestContext, _ principal: Principal) async throws -> ExecutionRecord {
         let id = try context.parameters.require("executionId")
         guard id.hasPrefix("exec_"), id.utf8.count <= 64,
             let record = try await store.record(id), record.tenant == principal.tenant,
@@ -352,18 +364,22 @@ public final class Gateway: Sendable {
     }
 }
 
-/// Ticks the tailer every heartbeat interval until shutdown.
+/// Ticks the tailer until shutdown: one slice of the watched executions every tenth of the heartbeat interval, so
+/// that each gets its heartbeat every interval and the work is spread over it.
 struct HeartbeatService: Service {
     let tailer: Tailer
     let interval: TimeAmount
+    static let slices = 10
 
     func run() async throws {
-        let duration = Duration.nanoseconds(interval.nanoseconds)
+        let duration = Duration.nanoseconds(interval.nanoseconds / Int64(Self.slices))
         // Graceful shutdown cancels the sleep: the service returns at once rather than after a tick.
         try? await cancelWhenGracefulShutdown {
+            var slice = 0
             while !Task.isCancelled {
                 try await Task.sleep(for: duration)
-                tailer.tick()
+                tailer.tick(slice: slice, of: Self.slices)
+                slice = (slice + 1) % Self.slices
             }
         }
     }

@@ -47,14 +47,20 @@ public final class Tailer: Sendable {
             var ready: Task<Void, any Error>?
         }
         let executionID: String
+        /// Which slice of the heartbeat interval ticks this watch (ticks are spread over the interval).
+        let slot: Int
         let state = Mutex(State())
 
-        init(executionID: String) { self.executionID = executionID }
+        init(executionID: String, slot: Int) {
+            self.executionID = executionID
+            self.slot = slot
+        }
     }
 
     private struct State {
         var watches: [String: Watch] = [:]
         var nextClientID: UInt64 = 0
+        var nextSlot = 0
     }
 
     private let store: ExecutionStore
@@ -96,7 +102,8 @@ public final class Tailer: Sendable {
                     return (watchState.ready!, clientID)
                 }
             }
-            let watch = Watch(executionID: executionID)
+            state.nextSlot &+= 1
+            let watch = Watch(executionID: executionID, slot: state.nextSlot & Int.max)
             let ready = Task { try await self.arm(watch) }
             watch.state.withLock { watchState in
                 watchState.clients[clientID] = continuation
@@ -113,6 +120,12 @@ public final class Tailer: Sendable {
             throw error
         }
         return feed
+    }
+
+    /// Finishes a client's feed (its loop over ``Feed/signals`` ends); it stays registered until ``leave(_:)``.
+    public func end(_ feed: Feed) {
+        let watch = state.withLock { $0.watches[feed.executionID] }
+        watch?.state.withLock { $0.clients[feed.clientID]?.finish() }
     }
 
     /// Unregisters a client; the last client of an execution unsubscribes from its channel.
@@ -134,15 +147,23 @@ public final class Tailer: Sendable {
         ready?.cancel()
     }
 
-    /// Sends a heartbeat to every client and re-reads every watched execution (the safety net for lost
-    /// announcements). Called on every heartbeat tick.
-    public func tick() {
-        let watches = state.withLock { Array($0.watches.values) }
-        for watch in watches {
-            let (clients, latest) = watch.state.withLock { (Array($0.clients.values), $0.cursor) }
-            for client in clients { client.yield(.heartbeat(latest: latest)) }
-            poke(watch)
+    /// Sends a heartbeat to the clients of the watches in `slice` (of `slices`, by ``Watch/slot``) and re-reads
+    /// those executions, many per `XREAD` (the safety net for lost announcements). The heartbeat service calls it
+    /// `slices` times per heartbeat interval, one slice after the other, so that every client gets a heartbeat
+    /// every interval while the work is spread over it rather than done for every client at once.
+    public func tick(slice: Int = 0, of slices: Int = 1) {
+        let watches = state.withLock { state in
+            state.watches.values.filter { slices <= 1 || $0.slot % slices == slice }
         }
+        var reads: [(watch: Watch, cursor: StreamID)] = []
+        for watch in watches {
+            let (clients, latest, read) = watch.state.withLock { state in
+                (Array(state.clients.values), state.cursor, Self.startRead(&state))
+            }
+            for client in clients { client.yield(.heartbeat(latest: latest)) }
+            if read { reads.append((watch, latest)) }
+        }
+        if !reads.isEmpty { Task { await self.readMany(reads) } }
     }
 
     private func pokeAll() {
@@ -200,18 +221,20 @@ public final class Tailer: Sendable {
     }
 
     private func poke(_ watch: Watch) {
-        let start = watch.state.withLock { state -> Bool in
-            guard state.subscription != nil else { return false }
-            if state.reading {
-                state.dirty = true
-                return false
-            }
-            state.reading = true
-            state.dirty = false
-            return true
-        }
-        guard start else { return }
+        guard watch.state.withLock({ Self.startRead(&$0) }) else { return }
         Task { await self.read(watch) }
+    }
+
+    /// Marks a read as started (one per watch at a time); when one is in flight, marks the watch dirty instead.
+    private static func startRead(_ state: inout Watch.State) -> Bool {
+        guard state.subscription != nil else { return false }
+        if state.reading {
+            state.dirty = true
+            return false
+        }
+        state.reading = true
+        state.dirty = false
+        return true
     }
 
     /// Reads from the watch's cursor until caught up, fanning entries out; one such loop per watch at a time.
@@ -228,21 +251,50 @@ public final class Tailer: Sendable {
             } catch {
                 logger.warning("tail read of \(watch.executionID) failed: \(error)")
             }
-            let again = watch.state.withLock { state -> Bool in
-                if let last = events.last?.position, last > state.cursor {
-                    state.cursor = last
+            if !settle(watch, after: cursor, events) { return }
+        }
+    }
+
+    /// The safety-net reads of a tick: one `XREAD` for up to 100 executions; those with more to read go on alone.
+    private func readMany(_ reads: [(watch: Watch, cursor: StreamID)]) async {
+        for start in stride(from: 0, to: reads.count, by: 100) {
+            let chunk = reads[start..<min(start + 100, reads.count)]
+            var arguments: [any RedisArgument] = ["COUNT", readBatch, "STREAMS"]
+            arguments += chunk.map { store.keys.events($0.watch.executionID) as any RedisArgument }
+            arguments += chunk.map { $0.cursor.description as any RedisArgument }
+            var found: [String: [StoredEvent]] = [:]
+            do {
+                let reply = try await store.redis.send(RedisCommand("XREAD", arguments: arguments))
+                for stream in reply.array ?? [] {
+                    guard let pair = stream.array, pair.count == 2, let key = pair[0].string else { continue }
+                    found[key] = ExecutionStore.parseEntries(pair[1])
                 }
-                if !events.isEmpty {
-                    for client in state.clients.values { client.yield(.events(after: cursor, events)) }
-                }
-                if events.count == readBatch || state.dirty {
-                    state.dirty = false
-                    return true
-                }
-                state.reading = false
-                return false
+            } catch {
+                logger.warning("tail read of \(chunk.count) executions failed: \(error)")
             }
-            if !again { return }
+            for (watch, cursor) in chunk
+            where settle(watch, after: cursor, found[store.keys.events(watch.executionID)] ?? []) {
+                Task { await self.read(watch) }
+            }
+        }
+    }
+
+    /// Fans out what a read from `cursor` found; returns whether to read again (the read stays marked in flight),
+    /// else ends the read.
+    private func settle(_ watch: Watch, after cursor: StreamID, _ events: [StoredEvent]) -> Bool {
+        watch.state.withLock { state -> Bool in
+            if let last = events.last?.position, last > state.cursor {
+                state.cursor = last
+            }
+            if !events.isEmpty {
+                for client in state.clients.values { client.yield(.events(after: cursor, events)) }
+            }
+            if events.count == readBatch || state.dirty {
+                state.dirty = false
+                return true
+            }
+            state.reading = false
+            return false
         }
     }
 }
