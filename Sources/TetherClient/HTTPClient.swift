@@ -68,16 +68,53 @@ public struct HTTPClient: Sendable {
     public func open(
         _ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], body: [UInt8]? = nil
     ) async throws -> HTTPStream {
-        let (parts, continuation) = AsyncThrowingStream.makeStream(of: HTTPClientResponsePart.self)
-        let channel = try await ClientBootstrap(group: group)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    try channel.pipeline.syncOperations.addHandler(ResponseCollector(continuation: continuation))
+        let (chunks, chunkContinuation) = AsyncThrowingStream.makeStream(of: ByteBuffer.self)
+        let (head, channel) = try await request(
+            method, path, headers: headers, body: body, sink: .stream(chunkContinuation))
+        chunkContinuation.onTermination = { _ in channel.close(promise: nil) }
+        return HTTPStream(
+            status: Int(head.status.code), headers: Self.names(head), body: chunks, channel: channel,
+            events: SSEReader(chunks))
+    }
+
+    /// Sends a request and hands every body chunk to `onChunk` as it arrives, on the connection's event loop (no
+    /// task switch per chunk: for load generators that share the machine with the server they measure). Returns
+    /// the response's status and headers once the response has ended. `onChunk` runs serially, one connection's
+    /// chunks in order; it must not block.
+    public func stream(
+        _ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], body: [UInt8]? = nil,
+        onChunk: @escaping @Sendable (ByteBuffer) -> Void
+    ) async throws -> (status: Int, headers: [String: String]) {
+        let loop = group.any()
+        let ended = loop.makePromise(of: Void.self)
+        let (head, _) = try await request(
+            method, path, headers: headers, body: body, sink: .callback(onChunk, ended), on: loop)
+        try await ended.futureResult.get()
+        return (Int(head.status.code), Self.names(head))
+    }
+
+    private func request(
+        _ method: HTTPMethod, _ path: String, headers: [(String, String)], body: [UInt8]?, sink: ResponseSink,
+        on loop: (any EventLoop)? = nil
+    ) async throws -> (HTTPResponseHead, any Channel) {
+        let loop = loop ?? group.any()
+        let headPromise = loop.makePromise(of: HTTPResponseHead.self)
+        let channel: any Channel
+        do {
+            channel = try await ClientBootstrap(group: loop)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                        try channel.pipeline.syncOperations.addHandler(ResponseCollector(head: headPromise, sink: sink))
+                    }
                 }
-            }
-            .connect(host: host, port: port).get()
+                .connect(host: host, port: port).get()
+        } catch {
+            headPromise.fail(error)
+            sink.finish(throwing: error)
+            throw error
+        }
         var head = HTTPRequestHead(version: .http1_1, method: method, uri: path)
         head.headers.add(name: "Host", value: "\(host):\(port)")
         head.headers.add(name: "Connection", value: "close")
@@ -85,37 +122,19 @@ public struct HTTPClient: Sendable {
         if let body { head.headers.add(name: "Content-Length", value: String(body.count)) }
         channel.write(HTTPClientRequestPart.head(head), promise: nil)
         if let body { channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil) }
-        try await channel.writeAndFlush(HTTPClientRequestPart.end(nil)).get()
+        channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+        do {
+            return (try await headPromise.futureResult.get(), channel)
+        } catch {
+            channel.close(promise: nil)
+            throw error
+        }
+    }
 
-        var iterator = parts.makeAsyncIterator()
-        guard case .head(let responseHead) = try await iterator.next() else {
-            channel.close(promise: nil)
-            throw HTTPClientError.noResponse
-        }
+    private static func names(_ head: HTTPResponseHead) -> [String: String] {
         var names: [String: String] = [:]
-        for header in responseHead.headers { names[header.name.lowercased()] = header.value }
-        let (chunks, chunkContinuation) = AsyncThrowingStream.makeStream(of: ByteBuffer.self)
-        let task = Task {
-            do {
-                while let part = try await iterator.next() {
-                    switch part {
-                    case .body(let buffer): chunkContinuation.yield(buffer)
-                    case .end: chunkContinuation.finish()
-                    case .head: break
-                    }
-                }
-                chunkContinuation.finish()
-            } catch {
-                chunkContinuation.finish(throwing: error)
-            }
-        }
-        chunkContinuation.onTermination = { _ in
-            task.cancel()
-            channel.close(promise: nil)
-        }
-        return HTTPStream(
-            status: Int(responseHead.status.code), headers: names, body: chunks, channel: channel,
-            events: SSEReader(chunks))
+        for header in head.headers { names[header.name.lowercased()] = header.value }
+        return names
     }
 }
 
@@ -125,31 +144,68 @@ public enum HTTPClientError: Error, Sendable {
     case noResponse
 }
 
+/// Where a response's body goes.
+private enum ResponseSink: Sendable {
+    case stream(AsyncThrowingStream<ByteBuffer, any Error>.Continuation)
+    case callback(@Sendable (ByteBuffer) -> Void, EventLoopPromise<Void>)
+
+    func yield(_ chunk: ByteBuffer) {
+        switch self {
+        case .stream(let continuation): continuation.yield(chunk)
+        case .callback(let onChunk, _): onChunk(chunk)
+        }
+    }
+
+    func finish(throwing error: (any Error)? = nil) {
+        switch self {
+        case .stream(let continuation): continuation.finish(throwing: error)
+        case .callback(_, let ended):
+            if let error { ended.fail(error) } else { ended.succeed() }
+        }
+    }
+}
+
+/// Completes the head promise, then passes body chunks to the sink as they are read (on the event loop).
 private final class ResponseCollector: ChannelInboundHandler {
     typealias InboundIn = HTTPClientResponsePart
-    let continuation: AsyncThrowingStream<HTTPClientResponsePart, any Error>.Continuation
+    let head: EventLoopPromise<HTTPResponseHead>
+    let sink: ResponseSink
+    private var sawHead = false
+    private var finished = false
 
-    init(continuation: AsyncThrowingStream<HTTPClientResponsePart, any Error>.Continuation) {
-        self.continuation = continuation
+    init(head: EventLoopPromise<HTTPResponseHead>, sink: ResponseSink) {
+        self.head = head
+        self.sink = sink
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let part = unwrapInboundIn(data)
-        continuation.yield(part)
-        if case .end = part {
-            continuation.finish()
+        switch unwrapInboundIn(data) {
+        case .head(let responseHead):
+            sawHead = true
+            head.succeed(responseHead)
+        case .body(let buffer):
+            sink.yield(buffer)
+        case .end:
+            finish(nil)
             context.close(promise: nil)
         }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        continuation.finish()
+        finish(sawHead ? nil : HTTPClientError.noResponse)
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        continuation.finish(throwing: error)
+        finish(error)
         context.close(promise: nil)
+    }
+
+    private func finish(_ error: (any Error)?) {
+        guard !finished else { return }
+        finished = true
+        if !sawHead { head.fail(error ?? HTTPClientError.noResponse) }
+        sink.finish(throwing: error)
     }
 }
 

@@ -24,6 +24,7 @@ struct StreamBench: AsyncParsableCommand {
     @Option(help: "Concurrent executions (and streams) in the throughput phase.") var executions: Int = 1000
     @Option(help: "Events (tokens) per execution in the throughput phase.") var events: Int = 100
     @Option(help: "Executions created one after another to measure time to first byte.") var ttfbSamples: Int = 300
+    @Flag(help: "Also print the delivery latency of each second of the run (to see bursts).") var timeline = false
 
     func run() async throws {
         let http = HTTPClient(port: port)
@@ -61,7 +62,7 @@ struct StreamBench: AsyncParsableCommand {
                 if let kib = residentKiB() { peakMemory.withLock { $0 = max($0, kib) } }
             }
         }
-        let cpuBefore = [gatewayPid, workerPid, redisPid].map { $0.flatMap(cpuSeconds) }
+        let cpuBefore = [gatewayPid, workerPid, redisPid, Int(getpid())].map { $0.flatMap(cpuSeconds) }
         let clock = ContinuousClock()
         let start = clock.now
         let results = try await withThrowingTaskGroup(of: StreamResult.self) { group in
@@ -77,9 +78,14 @@ struct StreamBench: AsyncParsableCommand {
         let delivered = results.reduce(0) { $0 + $1.frames }
         var latencies = results.flatMap { $0.latencies.map(\.latency) }
         latencies.sort()
-        // Steady state: events appended after every stream had its first byte (the creation burst is over).
+        // Steady state, with every stream open: events appended after every stream had its first byte (the creation
+        // burst is over) and before the first stream's final frame (the teardown has not begun).
         let allOpen = results.map(\.firstByteWallMilliseconds).max() ?? 0
-        var steady = results.flatMap { $0.latencies.filter { $0.appendedMilliseconds > allOpen }.map(\.latency) }
+        let firstFinal = results.compactMap { $0.latencies.last?.appendedMilliseconds }.min() ?? 0
+        var steady = results.flatMap {
+            $0.latencies.filter { $0.appendedMilliseconds > allOpen && $0.appendedMilliseconds < firstFinal }
+                .map(\.latency)
+        }
         steady.sort()
         var concurrentTTFB = results.map(\.ttfb)
         concurrentTTFB.sort()
@@ -95,16 +101,34 @@ struct StreamBench: AsyncParsableCommand {
                 percentile(latencies, 0.5), percentile(latencies, 0.99)))
         print(
             String(
-                format: "  delivery latency once all %d streams are open (%d events): p50 %.2f ms, p99 %.2f ms",
+                format:
+                    "  delivery latency while all %d streams are open (%d events): p50 %.2f ms, p99 %.2f ms",
                 executions, steady.count, percentile(steady, 0.5), percentile(steady, 0.99)))
         print(
             String(
                 format: "  time to first byte under this load: p50 %.2f ms, p99 %.2f ms",
                 percentile(concurrentTTFB, 0.5),
                 percentile(concurrentTTFB, 0.99)))
+        if timeline {
+            let all = results.flatMap(\.latencies)
+            let start = all.map(\.appendedMilliseconds).min() ?? 0
+            var seconds: [Int: [Double]] = [:]
+            for sample in all {
+                seconds[Int((sample.appendedMilliseconds - start) / 1000), default: []].append(sample.latency)
+            }
+            for second in seconds.keys.sorted() {
+                var values = seconds[second]!
+                values.sort()
+                print(
+                    String(
+                        format: "    second %3d: %6d events, p50 %.2f ms, p99 %.2f ms, max %.2f ms", second,
+                        values.count,
+                        percentile(values, 0.5), percentile(values, 0.99), values.last ?? 0))
+            }
+        }
         print("  gateway Redis connections: \(before) idle, \(peakConnections.withLock { $0 }) at most during the run")
-        let cpuAfter = [gatewayPid, workerPid, redisPid].map { $0.flatMap(cpuSeconds) }
-        for (index, name) in ["gateway", "worker", "redis-server"].enumerated() {
+        let cpuAfter = [gatewayPid, workerPid, redisPid, Int(getpid())].map { $0.flatMap(cpuSeconds) }
+        for (index, name) in ["gateway", "worker", "redis-server", "clients (this benchmark)"].enumerated() {
             guard let before = cpuBefore[index], let after = cpuAfter[index] else { continue }
             let used = after - before
             print(
@@ -129,34 +153,14 @@ struct StreamBench: AsyncParsableCommand {
 
     private func runOne(_ http: HTTPClient, count: Int) async throws -> StreamResult {
         let body = "{\"messages\":[{\"role\":\"user\",\"content\":\"count to \(count)\"}]}"
-        let start = DispatchTime.now().uptimeNanoseconds
-        let stream = try await http.open(
+        let probe = StreamProbe(expected: count, start: DispatchTime.now().uptimeNanoseconds)
+        // The probe reads each chunk where the connection reads it, on its event loop (no task switch per chunk).
+        let (status, _) = try await http.stream(
             .POST, "/run/api/executions",
-            headers: [("Authorization", "Bearer \(key)"), ("Content-Type", "application/json")], body: Array(body.utf8))
-        guard stream.status == 200 else { throw ValidationError("POST answered \(stream.status)") }
-        var scanner = FrameIDScanner()
-        var ttfb = 0.0
-        var firstByteWall = 0.0
-        var frames = 0
-        var latencies: [(appendedMilliseconds: Double, latency: Double)] = []
-        latencies.reserveCapacity(count + 4)
-        var finished = false
-        for try await chunk in stream.body {
-            let nowNanos = DispatchTime.now().uptimeNanoseconds
-            let wallMicros = Double(wallClockMicroseconds())
-            if ttfb == 0 {
-                ttfb = Double(nowNanos - start) / 1e6
-                firstByteWall = wallMicros / 1000
-            }
-            scanner.scan(chunk) { milliseconds in
-                frames += 1
-                latencies.append((milliseconds, max(0, wallMicros - milliseconds * 1000) / 1000))
-            }
-            if scanner.sawStop { finished = true }
-        }
-        return StreamResult(
-            ttfb: ttfb, firstByteWallMilliseconds: firstByteWall, frames: frames, latencies: latencies,
-            finished: finished)
+            headers: [("Authorization", "Bearer \(key)"), ("Content-Type", "application/json")], body: Array(body.utf8)
+        ) { chunk in probe.take(chunk) }
+        guard status == 200 else { throw ValidationError("POST answered \(status)") }
+        return probe.result
     }
 
     private func gatewayConnections(_ redis: RedisClient) async throws -> Int {
@@ -184,15 +188,50 @@ struct StreamBench: AsyncParsableCommand {
         return nil
     }
 
-    private func wallClockMicroseconds() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1000
-    }
-
     private func percentile(_ sorted: [Double], _ p: Double) -> Double {
         guard !sorted.isEmpty else { return .nan }
         return sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
+    }
+}
+
+/// One benchmark stream's measurements, taken on its connection's event loop as chunks arrive, and read once the
+/// response has ended (the end is a promise completed on that loop, so the reads happen after every write).
+final class StreamProbe: @unchecked Sendable {
+    private let start: UInt64
+    private var scanner = FrameIDScanner()
+    private var ttfb = 0.0
+    private var firstByteWall = 0.0
+    private var frames = 0
+    private var latencies: [(appendedMilliseconds: Double, latency: Double)] = []
+
+    init(expected: Int, start: UInt64) {
+        self.start = start
+        latencies.reserveCapacity(expected + 4)
+    }
+
+    func take(_ chunk: ByteBuffer) {
+        let nowNanos = DispatchTime.now().uptimeNanoseconds
+        let wallMicros = Double(Self.wallClockMicroseconds())
+        if ttfb == 0 {
+            ttfb = Double(nowNanos - start) / 1e6
+            firstByteWall = wallMicros / 1000
+        }
+        scanner.scan(chunk) { milliseconds in
+            frames += 1
+            latencies.append((milliseconds, max(0, wallMicros - milliseconds * 1000) / 1000))
+        }
+    }
+
+    var result: StreamBench.StreamResult {
+        StreamBench.StreamResult(
+            ttfb: ttfb, firstByteWallMilliseconds: firstByteWall, frames: frames, latencies: latencies,
+            finished: scanner.sawStop)
+    }
+
+    private static func wallClockMicroseconds() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1000
     }
 }
 

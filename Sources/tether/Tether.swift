@@ -16,6 +16,10 @@ enum TetherMain {
         // Swift concurrency's jobs run on NIO's event loops (sticky to the current loop), so a task awaiting a
         // Redis reply or writing an HTTP response resumes on the loop that completed it: no thread hop per await.
         // TETHER_NIO_EXECUTOR=0 keeps the default global executor (for comparison).
+        // TETHER_THREADS sets the number of event loop threads (default: one per core).
+        if let threads = ProcessInfo.processInfo.environment["TETHER_THREADS"].flatMap(Int.init), threads > 0 {
+            NIOSingletons.groupLoopCountSuggestion = threads
+        }
         if ProcessInfo.processInfo.environment["TETHER_NIO_EXECUTOR"] != "0" {
             NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import TetherClient
 import TetherCore
@@ -30,6 +31,21 @@ struct ReconnectTests {
         // The client that has the final frame is told to stop.
         let done = try await harness.reconnect(id, headers: [("Last-Event-ID", frames.last!.event.id!)])
         #expect(done.status == 204)
+    }
+
+    /// The benchmark's client reads chunks on the event loop (`HTTPClient.stream`): it must see the same bytes.
+    @Test func theCallbackClientReadsTheSameBytes() async throws {
+        let harness = try await Harness.start()
+        defer { harness.stop() }
+        let (id, frames) = try await finishedRun(harness)
+        let received = Mutex<[UInt8]>([])
+        let (status, headers) = try await harness.http.stream(
+            .GET, "/run/api/executions/\(id)/stream", headers: harness.auth()
+        ) { chunk in received.withLock { $0 += chunk.readableBytesView } }
+        #expect(status == 200)
+        #expect(headers["content-type"] == "text/event-stream")
+        let text = String(decoding: received.withLock { $0 }, as: UTF8.self)
+        #expect(text == frames.map { $0.event.raw }.joined())
     }
 
     @Test func queryParameterAndStartIndex() async throws {
