@@ -38,7 +38,7 @@ public enum Scripts {
     /// channel (see ``TailAnnouncement``). Returns the new ids.
     public static let append = RedisScript(
         """
-        local m = redis.call('HMGET', KEYS[1], 'fence', 'status')
+        local m = redis.call('HMGET', KEYS[1], 'fence', 'status', 'lastEventId')
         if not m[1] then return redis.error_reply('NOTFOUND execution not found') end
         if m[1] ~= ARGV[1] then return redis.error_reply('FENCED another worker owns this execution') end
         if m[2] == 'completed' or m[2] == 'failed' or m[2] == 'cancelled' then
@@ -47,8 +47,7 @@ public enum Scripts {
         local ids = {}
         local status = nil
         local fields = {'updatedAt', ARGV[3]}
-        local newest = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
-        local announcement = {newest[1] and newest[1][1] or '0-0'}
+        local announcement = {m[3] or '0-0'}
         for i = 7, #ARGV, 5 do
             local entry = {'type', ARGV[i], 'data', ARGV[i + 1], 'ts', ARGV[4]}
             if ARGV[i + 2] ~= '' then
@@ -92,7 +91,8 @@ public enum Scripts {
     /// When no request is left undecided, the status moves from `suspended` back to `running`.
     public static let decide = RedisScript(
         """
-        local status = redis.call('HGET', KEYS[1], 'status')
+        local current = redis.call('HMGET', KEYS[1], 'status', 'lastEventId')
+        local status = current[1]
         if not status then return redis.error_reply('NOTFOUND execution not found') end
         if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 0 then
             return redis.error_reply('NOTOOLCALL no approval was requested for this tool call')
@@ -114,8 +114,7 @@ public enum Scripts {
         for _, f in ipairs(fields) do
             if not string.find(f, ':decision', 1, true) and not present[f .. ':decision'] then undecided = undecided + 1 end
         end
-        local newest = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
-        local previous = newest[1] and newest[1][1] or '0-0'
+        local previous = current[2] or '0-0'
         local entry = {'type', 'tool-approval-response', 'data', ARGV[4], 'ts', ARGV[6]}
         local meta = {'updatedAt', ARGV[5]}
         local newStatus = ''

@@ -28,6 +28,16 @@ struct TailingTests {
         #expect(announcement.events.last?.status == "running")
     }
 
+    /// An append whose announcement no gateway received (a PUBLISH lost while the subscriber reconnected, say).
+    func appendUnannounced(_ harness: Harness, _ id: String, _ text: String) async throws -> String {
+        let entry = try await harness.redis.send(
+            "XADD", harness.store.keys.events(id), "*", "type", "text-delta", "data",
+            #"{"text":"\#(text)","type":"text-delta"}"#, "ts", 1
+        ).requireString()
+        try await harness.redis.send("HSET", harness.store.keys.meta(id), "lastEventId", entry)
+        return entry
+    }
+
     @Test func anEntryWithoutAnnouncementIsNeitherLostNorReordered() async throws {
         let harness = try await Harness.start(heartbeatSeconds: 0.3, withWorker: false)
         defer { harness.stop() }
@@ -35,21 +45,14 @@ struct TailingTests {
         let id = created.executionID
         let first = try await readFrames(created) { $0.count == 1 }
         let claim = try #require(try await harness.store.claim(id, owner: "test"))
-        // An entry added behind the scripts' back: no announcement at all.
-        let silent = try await harness.redis.send(
-            "XADD", harness.store.keys.events(id), "*", "type", "text-delta", "data",
-            #"{"text":"silent ","type":"text-delta"}"#, "ts", 1
-        ).requireString()
+        let silent = try await appendUnannounced(harness, id, "silent ")
         // The next announcement does not follow the gateway's cursor: it reads the stream instead.
         try await harness.store.append(id, fence: claim.fence, events: [NewEvent(.text, ["text": "announced"])])
         var frames = first + (try await readFrames(created) { $0.count == 2 })
         #expect(frames.map(\.event.id) == [first[0].event.id, silent, frames.last?.event.id])
         #expect(replyText(frames) == "silent announced")
         // And one that is never followed by an announcement arrives with the next tick.
-        let lonely = try await harness.redis.send(
-            "XADD", harness.store.keys.events(id), "*", "type", "text-delta", "data",
-            #"{"text":" tick","type":"text-delta"}"#, "ts", 1
-        ).requireString()
+        let lonely = try await appendUnannounced(harness, id, " tick")
         frames += try await readFrames(created) { $0.count == 1 }
         #expect(frames.last?.event.id == lonely)
         try await harness.store.append(
