@@ -83,9 +83,12 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        // What both test targets use: throwaway redis-servers, free ports, polling.
+        .target(name: "TestSupport", dependencies: ["RedisKit"], path: "Tests/TestSupport"),
         .testTarget(
             name: "TetherTests",
             dependencies: [
+                "TestSupport",
                 "RedisKit",
                 "TetherCore",
                 "TetherGateway",
@@ -100,6 +103,7 @@ let package = Package(
         .testTarget(
             name: "RedisKitTests",
             dependencies: [
+                "TestSupport",
                 "RedisKit",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -1,5 +1,6 @@
 import Foundation
 import RedisKit
+import TestSupport
 import Testing
 import TetherClient
 import TetherCore

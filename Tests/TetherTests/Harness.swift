@@ -175,12 +175,3 @@ extension HTTPStream {
     /// The execution id from `x-workflow-run-id`.
     var executionID: String { headers["x-workflow-run-id"] ?? "" }
 }
-
-func eventually(_ seconds: Double = 10, _ condition: @Sendable () async throws -> Bool) async throws -> Bool {
-    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
-    while ContinuousClock.now < deadline {
-        if try await condition() { return true }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-    return try await condition()
-}

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 import TetherClient
 import TetherCore
@@ -7,71 +8,11 @@ import TetherCore
     import Glibc
 #endif
 
-/// A redis-server of this test's own, with an append-only file, so that it can be killed and restarted with its
-/// data.
-final class DurableRedis: @unchecked Sendable {
-    let port: Int
-    let directory: URL
-    private var process: Process?
-
-    init() throws {
-        port = try freePort()
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("tether-durable-\(port)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        try start()
-    }
-
-    deinit {
-        kill()
-        try? FileManager.default.removeItem(at: directory)
-    }
-
-    var url: String { "redis://127.0.0.1:\(port)" }
-
-    func start() throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [
-            "redis-server", "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
-            "--appendfsync", "always", "--dir", directory.path,
-        ]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        self.process = process
-        for _ in 0..<500 {
-            if Self.canConnect(port: port) { return }
-            usleep(10_000)
-        }
-    }
-
-    private static func canConnect(port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = UInt16(port).bigEndian
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-            }
-        }
-    }
-
-    /// SIGKILL, as abrupt as a crash.
-    func kill() {
-        guard let process, process.isRunning else { return }
-        Glibc.kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-        self.process = nil
-    }
-}
-
 @Suite("Redis restarts", .timeLimit(.minutes(2)))
 struct RedisRestartTests {
     @Test func liveStreamsAndWaitingWorkersSurviveARedisRestart() async throws {
-        let redis = try DurableRedis()
+        // A server of this test's own, with an append-only file, so that it can be killed and restarted with its data.
+        let redis = try RedisServer(arguments: ["--appendonly", "yes", "--appendfsync", "always"])
         // The default 30 s lease: recovery must not wait for it to run out.
         let harness = try await Harness.start { $0.redis.url = redis.url }
         defer { harness.stop() }
@@ -80,7 +21,7 @@ struct RedisRestartTests {
         var frames = try await readFrames(stream) { $0.contains { $0.type == "tool-approval-request" } }
         let toolCallID = try #require(frames.last?.typed?["toolCallId"]?.stringValue)
 
-        redis.kill()
+        redis.stop()
         // While Redis is away the API answers 503 at once; the open stream just waits.
         #expect(try await harness.status(id).status == 503)
         // Longer than the waiting worker's 5 s re-read of the decision, so that one fails during the outage.
