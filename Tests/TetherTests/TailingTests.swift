@@ -94,6 +94,38 @@ struct TailingTests {
         #expect(latest == StreamID(ids[2]))
     }
 
+    /// Ticks come in slices, and a slice re-reads its executions with one XREAD: each execution's missed entry
+    /// reaches that execution's clients, once, and only in the tick of its slice.
+    @Test func slicedTicksReadManyExecutionsAtOnce() async throws {
+        let harness = try await Harness.start(withWorker: false)
+        defer { harness.stop() }
+        let tailer = Tailer(store: harness.store, logger: Harness.quietLogger("test"))
+        var feeds: [(id: String, feed: Tailer.Feed)] = []
+        for _ in 0..<6 {
+            let created = try await harness.create("hi")
+            created.close()
+            feeds.append((created.executionID, try await tailer.follow(created.executionID)))
+        }
+        defer { for (_, feed) in feeds { tailer.leave(feed) } }
+        var missed: [String: String] = [:]
+        for (id, _) in feeds { missed[id] = try await appendUnannounced(harness, id, "missed \(id)") }
+        // Three slices: every execution is read by exactly one of them; after all three, each feed has its entry.
+        for slice in 0..<3 { tailer.tick(slice: slice, of: 3) }
+        for (id, feed) in feeds {
+            var iterator = feed.signals.makeAsyncIterator()
+            var received: [String] = []
+            var heartbeats = 0
+            while received.isEmpty, let signal = await iterator.next() {
+                switch signal {
+                case .heartbeat: heartbeats += 1
+                case .events(_, let events): received += events.map(\.id)
+                }
+            }
+            #expect(received == [missed[id]!], "execution \(id)")
+            #expect(heartbeats == 1, "one heartbeat per execution per round of slices")
+        }
+    }
+
     @Test func aClientWhoseQueueOverflowsStillGetsEveryFrameInOrder() async throws {
         let harness = try await Harness.start { $0.http.clientQueueLength = 1 }
         defer { harness.stop() }
