@@ -83,6 +83,9 @@ public struct AgentRunner: Sendable {
         for event in try await store.allEvents(id) { state.apply(event.type, event.json) }
         while true {
             if state.finished { return }
+            // Redis calls that do not wait do not notice cancellation: check at every step, so that a worker
+            // that is stopping hands the execution back at the next step instead of racing on to its end.
+            try Task.checkCancellation()
             if let pending = state.calls.last, pending.result == nil {
                 for event in try await settle(pending, id: id, fence: fence) {
                     state.apply(event.type.rawValue, event.data)
@@ -122,6 +125,7 @@ public struct AgentRunner: Sendable {
             // As fast as possible: many tokens per script call.
             var start = 0
             while start < tokens.count {
+                try Task.checkCancellation()
                 let chunk = tokens[start..<min(start + 256, tokens.count)]
                 try await store.append(id, fence: fence, events: chunk.map { NewEvent(.text, ["text": .string($0)]) })
                 start += 256
@@ -165,6 +169,7 @@ public struct AgentRunner: Sendable {
                         ], status: .suspended, approvalField: (call.id, request.rendered)))
             }
             let decision = try await waitForDecision(id, toolCallID: call.id)
+            try Task.checkCancellation()
             if decision["approved"]?.boolValue != true {
                 let reason: JSON = decision["reason"] ?? .null
                 try await append(NewEvent(.toolDenied, ["toolCallId": .string(call.id), "reason": reason]))
