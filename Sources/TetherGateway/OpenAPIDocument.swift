@@ -91,24 +91,10 @@ enum OpenAPIDocument {
                     }
                   },
                   "415": {
-                    "description": "Content-Type is not application/json (code unsupported_media_type).",
-                    "content": {
-                      "application/json": {
-                        "schema": {
-                          "$ref": "#/components/schemas/Error"
-                        }
-                      }
-                    }
+                    "$ref": "#/components/responses/UnsupportedMediaType"
                   },
                   "503": {
-                    "description": "Redis unavailable (code unavailable).",
-                    "content": {
-                      "application/json": {
-                        "schema": {
-                          "$ref": "#/components/schemas/Error"
-                        }
-                      }
-                    }
+                    "$ref": "#/components/responses/Unavailable"
                   }
                 },
                 "parameters": [
@@ -156,24 +142,10 @@ enum OpenAPIDocument {
                     "$ref": "#/components/responses/Unauthorized"
                   },
                   "404": {
-                    "description": "No such execution for this key's tenant and agent (code execution_not_found).",
-                    "content": {
-                      "application/json": {
-                        "schema": {
-                          "$ref": "#/components/schemas/Error"
-                        }
-                      }
-                    }
+                    "$ref": "#/components/responses/ExecutionNotFound"
                   },
                   "503": {
-                    "description": "Redis unavailable (code unavailable).",
-                    "content": {
-                      "application/json": {
-                        "schema": {
-                          "$ref": "#/components/schemas/Error"
-                        }
-                      }
-                    }
+                    "$ref": "#/components/responses/Unavailable"
                   }
                 }
               }
@@ -256,24 +228,10 @@ enum OpenAPIDocument {
                     }
                   },
                   "415": {
-                    "description": "Content-Type is not application/json (code unsupported_media_type).",
-                    "content": {
-                      "application/json": {
-                        "schema": {
-                          "$ref": "#/components/schemas/Error"
-                        }
-                      }
-                    }
+                    "$ref": "#/components/responses/UnsupportedMediaType"
                   },
                   "503": {
-                    "description": "Redis unavailable (code unavailable).",
-                    "content": {
-                      "application/json": {
-                        "schema": {
-                          "$ref": "#/components/schemas/Error"
-                        }
-                      }
-                    }
+                    "$ref": "#/components/responses/Unavailable"
                   }
                 }
               }
@@ -355,24 +313,10 @@ enum OpenAPIDocument {
                     "$ref": "#/components/responses/Unauthorized"
                   },
                   "404": {
-                    "description": "No such execution for this key's tenant and agent (code execution_not_found).",
-                    "content": {
-                      "application/json": {
-                        "schema": {
-                          "$ref": "#/components/schemas/Error"
-                        }
-                      }
-                    }
+                    "$ref": "#/components/responses/ExecutionNotFound"
                   },
                   "503": {
-                    "description": "Redis unavailable (code unavailable).",
-                    "content": {
-                      "application/json": {
-                        "schema": {
-                          "$ref": "#/components/schemas/Error"
-                        }
-                      }
-                    }
+                    "$ref": "#/components/responses/Unavailable"
                   }
                 }
               }
@@ -419,6 +363,16 @@ enum OpenAPIDocument {
               }
             },
             "responses": {
+              "ExecutionNotFound": {
+                "content": {
+                  "application/json": {
+                    "schema": {
+                      "$ref": "#/components/schemas/Error"
+                    }
+                  }
+                },
+                "description": "No such execution for this key's tenant and agent (code execution_not_found)."
+              },
               "Unauthorized": {
                 "description": "Missing, malformed, unknown or revoked key (code unauthorized); WWW-Authenticate: Bearer.",
                 "headers": {
@@ -435,6 +389,26 @@ enum OpenAPIDocument {
                     }
                   }
                 }
+              },
+              "Unavailable": {
+                "content": {
+                  "application/json": {
+                    "schema": {
+                      "$ref": "#/components/schemas/Error"
+                    }
+                  }
+                },
+                "description": "Redis unavailable (code unavailable)."
+              },
+              "UnsupportedMediaType": {
+                "content": {
+                  "application/json": {
+                    "schema": {
+                      "$ref": "#/components/schemas/Error"
+                    }
+                  }
+                },
+                "description": "Content-Type is not application/json (code unsupported_media_type)."
               }
             },
             "schemas": {

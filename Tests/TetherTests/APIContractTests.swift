@@ -210,6 +210,22 @@ struct OpenAPIDocumentTests {
         ] {
             #expect(paths[path] != nil)
         }
+        // Every "$ref" points at something the document defines.
+        func references(_ value: JSON) -> [String] {
+            switch value {
+            case .object(let members):
+                return (members["$ref"]?.stringValue.map { [$0] } ?? []) + members.values.flatMap(references)
+            case .array(let elements): return elements.flatMap(references)
+            default: return []
+            }
+        }
+        let refs = references(served)
+        #expect(refs.count > 10)
+        for ref in Set(refs) {
+            var node: JSON? = served
+            for part in ref.dropFirst(2).split(separator: "/") { node = node?[String(part)] }
+            #expect(node != nil, "\(ref) is defined")
+        }
     }
 }
 
