@@ -131,6 +131,13 @@ public struct ExecutionStore: Sendable {
         self.retentionSeconds = retentionSeconds
     }
 
+    /// Makes a store with the configuration's key prefix and stream limits (what gateways and workers use).
+    public init(redis: RedisClient, config: TetherConfig) {
+        self.init(
+            redis: redis, keys: Keys(prefix: config.redis.prefix), maxLength: config.streams.maxLength,
+            retentionSeconds: config.streams.retentionSeconds)
+    }
+
     /// What ``create(id:tenant:agentId:keyId:conversationId:input:idempotencyKey:)`` did.
     public enum Creation: Sendable, Hashable {
         /// Created; the first event's id.

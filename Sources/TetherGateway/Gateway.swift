@@ -27,11 +27,8 @@ public final class Gateway: Sendable {
     /// Makes a gateway on `redis`.
     public init(config: TetherConfig, redis: RedisClient, logger: Logger = Logger(label: "tether.gateway")) {
         self.config = config
-        let keys = Keys(prefix: config.redis.prefix)
-        self.store = ExecutionStore(
-            redis: redis, keys: keys, maxLength: config.streams.maxLength,
-            retentionSeconds: config.streams.retentionSeconds)
-        self.apiKeys = APIKeys(redis: redis, keys: keys, configured: config.apiKeys)
+        self.store = ExecutionStore(redis: redis, config: config)
+        self.apiKeys = APIKeys(redis: redis, keys: store.keys, configured: config.apiKeys)
         self.tailer = Tailer(store: store, clientQueue: config.http.clientQueueLength, logger: logger)
         self.logger = logger
     }

@@ -26,9 +26,7 @@ public final class WorkerService: Service, Sendable {
 
     /// Makes a worker process's job loop.
     public init(config: TetherConfig, redis: RedisClient, logger: Logger = Logger(label: "tether.worker")) {
-        let store = ExecutionStore(
-            redis: redis, keys: Keys(prefix: config.redis.prefix), maxLength: config.streams.maxLength,
-            retentionSeconds: config.streams.retentionSeconds)
+        let store = ExecutionStore(redis: redis, config: config)
         self.store = store
         let waiting = WaitGauge()
         self.waiting = waiting
