@@ -259,8 +259,9 @@ public final class Tailer: Sendable {
     private func readMany(_ reads: [(watch: Watch, cursor: StreamID)]) async {
         for start in stride(from: 0, to: reads.count, by: 100) {
             let chunk = reads[start..<min(start + 100, reads.count)]
+            let streams = chunk.map { store.keys.events($0.watch.executionID) }
             var arguments: [any RedisArgument] = ["COUNT", readBatch, "STREAMS"]
-            arguments += chunk.map { store.keys.events($0.watch.executionID) as any RedisArgument }
+            arguments += streams.map { $0 as any RedisArgument }
             arguments += chunk.map { $0.cursor.description as any RedisArgument }
             var found: [String: [StoredEvent]] = [:]
             do {
@@ -272,8 +273,8 @@ public final class Tailer: Sendable {
             } catch {
                 logger.warning("tail read of \(chunk.count) executions failed: \(error)")
             }
-            for (watch, cursor) in chunk
-            where settle(watch, after: cursor, found[store.keys.events(watch.executionID)] ?? []) {
+            for ((watch, cursor), stream) in zip(chunk, streams) where settle(watch, after: cursor, found[stream] ?? [])
+            {
                 Task { await self.read(watch) }
             }
         }
