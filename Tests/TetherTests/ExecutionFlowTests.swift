@@ -146,6 +146,31 @@ struct ExecutionFlowTests {
         #expect(try JSON.parse(late.body)["code"]?.stringValue == "execution_finished")
     }
 
+    /// A live worker renews its leases (all of them in one command per round): another worker polling for
+    /// orphaned jobs never takes over an execution that waits longer than several leases.
+    @Test func aLiveWorkerKeepsItsJobsPastTheLease() async throws {
+        let harness = try await Harness.start(withWorker: false, leaseSeconds: 0.6)
+        defer { harness.stop() }
+        harness.startWorker()
+        harness.startWorker()
+        let streams = [
+            try await harness.create("send an email to kim@example.com"),
+            try await harness.create("send an email to lou@example.com"),
+        ]
+        var calls: [String] = []
+        for stream in streams {
+            let frames = try await readFrames(stream) { $0.contains { $0.type == "tool-approval-request" } }
+            calls.append(try #require(frames.last?.typed?["toolCallId"]?.stringValue))
+        }
+        try await Task.sleep(for: .seconds(2.5))  // four leases
+        for (stream, call) in zip(streams, calls) {
+            #expect(try await harness.decide(stream.executionID, call, approved: true).status == 200)
+            let frames = try await readFrames(stream) { _ in false }
+            #expect(frames.last?.finishReason == "stop")
+            #expect(try #require(try await harness.store.record(stream.executionID)).fence == 1, "not taken over")
+        }
+    }
+
     @Test func aDecisionMadeWhileNoWorkerWaitsIsHonouredByTheWorkerThatTakesOver() async throws {
         let harness = try await Harness.start(withWorker: false, leaseSeconds: 0.6)
         defer { harness.stop() }
