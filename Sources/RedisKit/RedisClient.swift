@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import NIOPosix
 import Synchronization
 
 /// The entry point of RedisKit: a bounded pool of connections for ordinary commands (single commands and batches
@@ -122,9 +123,10 @@ public final class RedisClient: Sendable {
     /// Runs a script with `EVALSHA`; when Redis does not know it (`NOSCRIPT`), loads it and runs it again.
     @discardableResult
     public func run(_ script: RedisScript, keys: [String], arguments: [any RedisArgument]) async throws -> RESPValue {
-        var command = RedisCommand("EVALSHA", script.sha1, keys.count)
-        for key in keys { command.append(key) }
-        for argument in arguments { command.append(argument: argument) }
+        try await run(script, command: Self.evalsha(script, keys: keys, arguments: arguments))
+    }
+
+    private func run(_ script: RedisScript, command: RedisCommand) async throws -> RESPValue {
         do {
             return try await send(command)
         } catch let error as RedisError where error.serverErrorPrefix == "NOSCRIPT" {
@@ -132,6 +134,50 @@ public final class RedisClient: Sendable {
             if sha != script.sha1 { logger.warning("SCRIPT LOAD returned \(sha), expected \(script.sha1)") }
             return try await send(command)
         }
+    }
+
+    /// Sends one command without suspending the caller, for code driven by event-loop callbacks: the reply
+    /// completes the returned future (on the connection's event loop, or on one of the configuration's loops).
+    ///
+    /// Same behaviour as ``send(_:)``: a shared pooled connection (pipelined) when one is open, the same errors,
+    /// the same single retry of a command that never reached the server. When no connection is open yet it
+    /// falls back to ``send(_:)`` in a task.
+    public func submit(_ command: RedisCommand) -> EventLoopFuture<RESPValue> {
+        guard let connection = pool.tryLeaseShared() else { return sendInTask(command) }
+        let future = connection.submit(command)
+        future.whenComplete { _ in self.pool.releaseShared(connection) }
+        return future.flatMapError { error in
+            if let error = error as? RedisError, error.code == .connectionClosed, !error.commandMayHaveRun {
+                return self.sendInTask(command)
+            }
+            return future.eventLoop.makeFailedFuture(error)
+        }
+    }
+
+    /// Runs a script like ``run(_:keys:arguments:)`` without suspending the caller (see ``submit(_:)``).
+    public func submit(_ script: RedisScript, keys: [String], arguments: [any RedisArgument]) -> EventLoopFuture<
+        RESPValue
+    > {
+        let command = Self.evalsha(script, keys: keys, arguments: arguments)
+        let future = submit(command)
+        return future.flatMapError { error in
+            if let error = error as? RedisError, error.serverErrorPrefix == "NOSCRIPT" {
+                return future.eventLoop.makeFutureWithTask { try await self.run(script, command: command) }
+            }
+            return future.eventLoop.makeFailedFuture(error)
+        }
+    }
+
+    private func sendInTask(_ command: RedisCommand) -> EventLoopFuture<RESPValue> {
+        let loop = MultiThreadedEventLoopGroup.currentEventLoop ?? configuration.eventLoopGroup.any()
+        return loop.makeFutureWithTask { try await self.send(command) }
+    }
+
+    static func evalsha(_ script: RedisScript, keys: [String], arguments: [any RedisArgument]) -> RedisCommand {
+        var command = RedisCommand("EVALSHA", script.sha1, keys.count)
+        for key in keys { command.append(key) }
+        for argument in arguments { command.append(argument: argument) }
+        return command
     }
 
     /// The client's one pub/sub connection, made on first use; every subscription shares it.

@@ -140,6 +140,29 @@ final class RedisConnectionPool: Sendable {
         return connection
     }
 
+    /// A shared connection if one can be had without waiting or connecting (same choice as ``leaseShared()``),
+    /// else `nil`; give it back with ``releaseShared(_:)``.
+    func tryLeaseShared() -> RedisConnection? {
+        state.withLock { state in
+            if state.closed { return nil }
+            var best: ObjectIdentifier?
+            var bestUsers = Int.max
+            for (key, entry) in state.shared where entry.connection.isActive && entry.users < bestUsers {
+                best = key
+                bestUsers = entry.users
+            }
+            if let best, bestUsers < Self.sharedUsersTarget || state.open >= configuration.poolSize {
+                state.shared[best]!.users += 1
+                return state.shared[best]!.connection
+            }
+            if let connection = Self.popIdle(&state) {
+                state.shared[ObjectIdentifier(connection)] = SharedEntry(connection: connection, users: 1)
+                return connection
+            }
+            return nil
+        }
+    }
+
     /// Gives back a connection from ``leaseShared()``; the last of its users returns it to the pool.
     func releaseShared(_ connection: RedisConnection) {
         let last = state.withLock { state -> Bool in

@@ -201,3 +201,36 @@ struct RedisPipelineTests {
         #expect(try await client.send("PING").string == "PONG")
     }
 }
+
+@Suite("Commands sent without suspending", .timeLimit(.minutes(2)))
+struct RedisSubmitTests {
+    @Test func submitBeforeAnyConnectionOpensOneAndLaterOnesPipeline() async throws {
+        let client = try RedisClient(url: RedisServer.shared)
+        defer { client.shutdown() }
+        let key = uniqueKey()
+        // No connection yet: the first submit opens one (in a task).
+        #expect(try await client.submit(RedisCommand("INCR", key)).get().int == 1)
+        // From event-loop callbacks, 2,000 at once: every command gets its own reply.
+        let futures = (0..<2000).map { _ in client.submit(RedisCommand("INCR", key)) }
+        var replies: [Int] = []
+        for future in futures { replies.append(try #require(try await future.get().int)) }
+        #expect(Set(replies) == Set(2...2001))
+        #expect(client.pooledConnectionCount <= client.configuration.poolSize)
+    }
+
+    @Test func submitReportsErrorRepliesAndLoadsUnknownScripts() async throws {
+        let client = try RedisClient(url: RedisServer.shared)
+        defer { client.shutdown() }
+        let key = uniqueKey()
+        try await client.send("SET", key, "text")
+        await #expect {
+            try await client.submit(RedisCommand("INCR", key)).get()
+        } throws: { error in
+            (error as? RedisError)?.code == .serverError
+        }
+        let script = RedisScript("return redis.call('STRLEN', KEYS[1]) + tonumber(ARGV[1]) -- submit test")
+        try await client.send("SCRIPT", "FLUSH")
+        #expect(try await client.submit(script, keys: [key], arguments: [1]).get().int == 5)
+        #expect(try await client.submit(script, keys: [key], arguments: [2]).get().int == 6)
+    }
+}
