@@ -1,3 +1,4 @@
+import NIOCore
 import RedisKit
 
 /// An execution's record (the `meta` hash).
@@ -242,10 +243,34 @@ public struct ExecutionStore: Sendable {
     @discardableResult
     public func append(_ id: String, fence: Int, events: [NewEvent]) async throws -> [String] {
         guard !events.isEmpty else { return [] }
+        do {
+            return try Self.appendedIDs(
+                try await redis.run(Scripts.append, keys: appendKeys(id), arguments: appendArguments(id, fence, events))
+            )
+        } catch {
+            throw Self.appendError(error)
+        }
+    }
+
+    /// ``append(_:fence:events:)`` without suspending the caller, for code driven by event-loop callbacks (see
+    /// ``RedisClient/submit(_:)``): the future completes with the new ids or the same errors.
+    public func submitAppend(_ id: String, fence: Int, events: [NewEvent]) -> EventLoopFuture<[String]> {
+        guard !events.isEmpty else { return redis.configuration.eventLoopGroup.any().makeSucceededFuture([]) }
+        return redis.submit(Scripts.append, keys: appendKeys(id), arguments: appendArguments(id, fence, events))
+            .flatMapThrowing { try Self.appendedIDs($0) }
+            .flatMapErrorThrowing { throw Self.appendError($0) }
+    }
+
+    private func appendKeys(_ id: String) -> [String] {
+        [keys.meta(id), keys.events(id), keys.approvals(id)]
+    }
+
+    private func appendArguments(_ id: String, _ fence: Int, _ events: [NewEvent]) -> [any RedisArgument] {
         let now = Identifiers.nowMilliseconds()
         var arguments: [any RedisArgument] = [
             fence, keys.tail(id), Identifiers.isoTimestamp(milliseconds: now), Int64(now), maxLength, retentionSeconds,
         ]
+        arguments.reserveCapacity(arguments.count + 5 * events.count)
         for event in events {
             arguments.append(event.type.rawValue)
             arguments.append(event.data.rendered)
@@ -253,17 +278,21 @@ public struct ExecutionStore: Sendable {
             arguments.append(event.approvalField?.field ?? "")
             arguments.append(event.approvalField?.value ?? "")
         }
-        do {
-            let reply = try await redis.run(
-                Scripts.append, keys: [keys.meta(id), keys.events(id), keys.approvals(id)], arguments: arguments)
-            return try reply.requireArray().map { try $0.requireString() }
-        } catch let error as RedisError where error.code == .serverError {
-            switch error.serverErrorPrefix {
-            case "FENCED": throw AppendError.fenced
-            case "FINISHED": throw AppendError.finished
-            case "NOTFOUND": throw AppendError.notFound
-            default: throw error
-            }
+        return arguments
+    }
+
+    private static func appendedIDs(_ reply: RESPValue) throws -> [String] {
+        try reply.requireArray().map { try $0.requireString() }
+    }
+
+    /// The script's error replies as ``AppendError``s; other errors unchanged.
+    private static func appendError(_ error: any Error) -> any Error {
+        guard let error = error as? RedisError, error.code == .serverError else { return error }
+        switch error.serverErrorPrefix {
+        case "FENCED": return AppendError.fenced
+        case "FINISHED": return AppendError.finished
+        case "NOTFOUND": return AppendError.notFound
+        default: return error
         }
     }
 

@@ -20,6 +20,8 @@ public struct AgentRunner: Sendable {
     public let tokenDelay: Duration
     /// Counts the executions waiting for a human decision (they do not hold a worker slot).
     public let waiting: WaitGauge
+    /// Paces tokens (`tokenDelay` apart), one timer per event loop for every execution.
+    let pacer: Pacer
     let logger: Logger
 
     /// Makes a runner.
@@ -31,6 +33,8 @@ public struct AgentRunner: Sendable {
         self.model = model
         self.tools = tools
         self.tokenDelay = tokenDelay
+        let (seconds, attoseconds) = tokenDelay.components
+        self.pacer = Pacer(delay: .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000))
         self.waiting = waiting
         self.logger = logger
     }
@@ -132,10 +136,7 @@ public struct AgentRunner: Sendable {
             }
             return
         }
-        for token in tokens {
-            try await EventLoopSleep.sleep(for: tokenDelay)
-            try await store.append(id, fence: fence, events: [NewEvent(.text, ["text": .string(token)])])
-        }
+        try await TokenStreamer(store: store, executionID: id, fence: fence, tokens: tokens, pacer: pacer).run()
     }
 
     /// Brings a tool call without a result to its result (approval first when the tool needs it); returns the

@@ -1,0 +1,104 @@
+import NIOCore
+import NIOPosix
+import RedisKit
+import Synchronization
+import TestSupport
+import Testing
+import TetherCore
+
+@testable import TetherWorker
+
+@Suite("Token pacing", .timeLimit(.minutes(2)))
+struct PacingTests {
+    @Test func thePacerRunsActionsInOrderAfterTheDelayOnTheLoopThatQueuedThem() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        defer { group.shutdownGracefully { _ in } }
+        let pacer = Pacer(delay: .milliseconds(30), group: group)
+        let loop = group.next()
+        let runs = Mutex<[(index: Int, late: TimeAmount, onLoop: Bool)]>([])
+        let start = NIODeadline.now()
+        // Queued from the loop, 10 ms apart: each runs 30 ms after its own queueing, in order.
+        try await loop.submit {
+            for index in 0..<5 {
+                loop.scheduleTask(in: .milliseconds(Int64(index * 10))) {
+                    let queued = NIODeadline.now()
+                    pacer.after {
+                        let record = (index, NIODeadline.now() - queued, loop.inEventLoop)
+                        runs.withLock { $0.append(record) }
+                    }
+                }
+            }
+        }.get()
+        // Queued from outside any loop: still runs, on one of the group's loops.
+        let outside = Mutex(false)
+        pacer.after { outside.withLock { $0 = MultiThreadedEventLoopGroup.currentEventLoop != nil } }
+        #expect(try await eventually { runs.withLock { $0.count } == 5 && outside.withLock { $0 } })
+        let recorded = runs.withLock { $0 }
+        #expect(recorded.map(\.index) == [0, 1, 2, 3, 4])
+        for run in recorded {
+            #expect(run.late >= .milliseconds(30), "ran before its delay: \(run)")
+            #expect(run.onLoop)
+        }
+        #expect(NIODeadline.now() - start >= .milliseconds(70))
+    }
+
+    func startedExecution(_ harness: Harness) async throws -> (id: String, fence: Int) {
+        let stream = try await harness.create("hi")
+        stream.close()
+        let claim = try #require(try await harness.store.claim(stream.executionID, owner: "test"))
+        return (stream.executionID, claim.fence)
+    }
+
+    func texts(_ harness: Harness, _ id: String) async throws -> [String] {
+        try await harness.store.allEvents(id).filter { $0.type == EventType.text.rawValue }.map {
+            try JSON.parse($0.data)["text"]?.stringValue ?? ""
+        }
+    }
+
+    @Test func aStreamedTurnAppendsEveryTokenInOrderOnePerEntry() async throws {
+        let harness = try await Harness.start(withWorker: false)
+        defer { harness.stop() }
+        let (id, fence) = try await startedExecution(harness)
+        let tokens = (0..<40).map { "t\($0) " }
+        let streamer = TokenStreamer(
+            store: harness.store, executionID: id, fence: fence, tokens: tokens, pacer: Pacer(delay: .milliseconds(2)))
+        try await streamer.run()
+        #expect(try await texts(harness, id) == tokens)
+    }
+
+    @Test func cancellingATurnStopsItsTokens() async throws {
+        let harness = try await Harness.start(withWorker: false)
+        defer { harness.stop() }
+        let (id, fence) = try await startedExecution(harness)
+        let tokens = (0..<100).map { "t\($0) " }
+        let streamer = TokenStreamer(
+            store: harness.store, executionID: id, fence: fence, tokens: tokens, pacer: Pacer(delay: .milliseconds(20)))
+        let turn = Task { try await streamer.run() }
+        #expect(try await eventually { try await texts(harness, id).count >= 3 })
+        turn.cancel()
+        await #expect(throws: CancellationError.self) { try await turn.value }
+        // At most the append in flight when cancelled lands after it; then nothing more.
+        let afterCancel = try await texts(harness, id).count
+        try await Task.sleep(for: .milliseconds(200))
+        let later = try await texts(harness, id)
+        #expect(later.count <= afterCancel + 1)
+        #expect(later.count < tokens.count)
+        #expect(later == Array(tokens.prefix(later.count)))
+    }
+
+    @Test func aTakeoverEndsTheTurnAsFenced() async throws {
+        let harness = try await Harness.start(withWorker: false)
+        defer { harness.stop() }
+        let (id, fence) = try await startedExecution(harness)
+        let tokens = (0..<100).map { "t\($0) " }
+        let streamer = TokenStreamer(
+            store: harness.store, executionID: id, fence: fence, tokens: tokens, pacer: Pacer(delay: .milliseconds(10)))
+        let turn = Task { try await streamer.run() }
+        #expect(try await eventually { try await texts(harness, id).count >= 3 })
+        _ = try #require(try await harness.store.claim(id, owner: "another worker"))
+        await #expect(throws: AppendError.fenced) { try await turn.value }
+        let stored = try await texts(harness, id)
+        #expect(stored.count < tokens.count)
+        #expect(stored == Array(tokens.prefix(stored.count)))
+    }
+}
