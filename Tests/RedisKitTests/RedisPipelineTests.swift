@@ -166,7 +166,9 @@ struct RedisPipelineTests {
     }
 
     @Test func scriptsLoadOnNOSCRIPT() async throws {
-        let client = try RedisClient(url: RedisServer.shared)
+        // A server of its own: SCRIPT FLUSH on the shared one would race other tests' scripts.
+        let server = try RedisServer()
+        let client = try RedisClient(url: server.url)
         defer { client.shutdown() }
         let key = uniqueKey()
         let script = RedisScript("return redis.call('INCRBY', KEYS[1], ARGV[1])")
@@ -228,8 +230,9 @@ struct RedisSubmitTests {
         } throws: { error in
             (error as? RedisError)?.code == .serverError
         }
-        let script = RedisScript("return redis.call('STRLEN', KEYS[1]) + tonumber(ARGV[1]) -- submit test")
-        try await client.send("SCRIPT", "FLUSH")
+        // A script no server has seen (a unique comment): the first EVALSHA gets NOSCRIPT.
+        let script = RedisScript("return redis.call('STRLEN', KEYS[1]) + tonumber(ARGV[1]) -- \(uniqueKey())")
+        #expect(try await client.send("SCRIPT", "EXISTS", script.sha1) == [0])
         #expect(try await client.submit(script, keys: [key], arguments: [1]).get().int == 5)
         #expect(try await client.submit(script, keys: [key], arguments: [2]).get().int == 6)
     }
