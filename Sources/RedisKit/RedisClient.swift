@@ -143,33 +143,49 @@ public final class RedisClient: Sendable {
     /// the same single retry of a command that never reached the server. When no connection is open yet it
     /// falls back to ``send(_:)`` in a task.
     public func submit(_ command: RedisCommand) -> EventLoopFuture<RESPValue> {
-        guard let connection = pool.tryLeaseShared() else { return sendInTask(command) }
-        let future = connection.submit(command)
-        future.whenComplete { _ in self.pool.releaseShared(connection) }
-        return future.flatMapError { error in
-            if let error = error as? RedisError, error.code == .connectionClosed, !error.commandMayHaveRun {
-                return self.sendInTask(command)
-            }
-            return future.eventLoop.makeFailedFuture(error)
-        }
+        submit(command, script: nil)
     }
 
     /// Runs a script like ``run(_:keys:arguments:)`` without suspending the caller (see ``submit(_:)``).
     public func submit(_ script: RedisScript, keys: [String], arguments: [any RedisArgument]) -> EventLoopFuture<
         RESPValue
     > {
-        let command = Self.evalsha(script, keys: keys, arguments: arguments)
-        let future = submit(command)
-        return future.flatMapError { error in
-            if let error = error as? RedisError, error.serverErrorPrefix == "NOSCRIPT" {
-                return future.eventLoop.makeFutureWithTask { try await self.run(script, command: command) }
-            }
-            return future.eventLoop.makeFailedFuture(error)
-        }
+        submit(Self.evalsha(script, keys: keys, arguments: arguments), script: script)
     }
 
-    private func sendInTask(_ command: RedisCommand) -> EventLoopFuture<RESPValue> {
+    /// One future per command (the connection's), one callback: replies are checked, the connection given back,
+    /// a command that never reached the server retried and an unknown `script` loaded, without a chain of futures.
+    private func submit(_ command: RedisCommand, script: RedisScript?) -> EventLoopFuture<RESPValue> {
+        guard let connection = pool.tryLeaseShared() else { return sendInTask(command, script: script) }
+        let reply = connection.submit(command)
+        let promise = reply.eventLoop.makePromise(of: RESPValue.self)
+        reply.whenComplete { result in
+            self.pool.releaseShared(connection)
+            switch result {
+            case .success(.error(let message)):
+                let error = RedisError(.serverError, message)
+                if script != nil, error.serverErrorPrefix == "NOSCRIPT" {
+                    promise.completeWith(self.sendInTask(command, script: script))
+                } else {
+                    promise.fail(error)
+                }
+            case .success(let value):
+                promise.succeed(value)
+            case .failure(let failure):
+                let error = RedisConnection.redisError(failure)
+                if error.code == .connectionClosed, !error.commandMayHaveRun {
+                    promise.completeWith(self.sendInTask(command, script: script))
+                } else {
+                    promise.fail(error)
+                }
+            }
+        }
+        return promise.futureResult
+    }
+
+    private func sendInTask(_ command: RedisCommand, script: RedisScript?) -> EventLoopFuture<RESPValue> {
         let loop = MultiThreadedEventLoopGroup.currentEventLoop ?? configuration.eventLoopGroup.any()
+        if let script { return loop.makeFutureWithTask { try await self.run(script, command: command) } }
         return loop.makeFutureWithTask { try await self.send(command) }
     }
 

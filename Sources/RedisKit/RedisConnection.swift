@@ -181,17 +181,15 @@ public final class RedisConnection: Sendable {
         return reply
     }
 
-    /// Sends one command without suspending: the reply (an error reply as ``RedisError/Code/serverError``)
-    /// completes the returned future, on this connection's event loop, within the command timeout.
+    /// Sends one command without suspending: its reply completes the returned future, on this connection's event
+    /// loop, within the command timeout. An error reply is a successful ``RESPValue/error(_:)``; the future fails
+    /// only when the connection does (see ``RedisClient/submit(_:)`` for the checked form).
     func submit(_ command: RedisCommand) -> EventLoopFuture<RESPValue> {
         var buffer = channel.allocator.buffer(capacity: 64)
         command.encode(into: &buffer)
         let promise = channel.eventLoop.makePromise(of: RESPValue.self)
         submit(buffer, .single(promise), deadline: .now() + configuration.commandTimeout)
-        return promise.futureResult.flatMapThrowing { reply in
-            if case .error(let message) = reply { throw RedisError(.serverError, message) }
-            return reply
-        }.flatMapErrorThrowing { throw Self.redisError($0) }
+        return promise.futureResult
     }
 
     private func submit(_ buffer: ByteBuffer, _ target: RedisReplyTarget, deadline: NIODeadline) {

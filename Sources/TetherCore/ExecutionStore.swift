@@ -256,9 +256,16 @@ public struct ExecutionStore: Sendable {
     /// ``RedisClient/submit(_:)``): the future completes with the new ids or the same errors.
     public func submitAppend(_ id: String, fence: Int, events: [NewEvent]) -> EventLoopFuture<[String]> {
         guard !events.isEmpty else { return redis.configuration.eventLoopGroup.any().makeSucceededFuture([]) }
-        return redis.submit(Scripts.append, keys: appendKeys(id), arguments: appendArguments(id, fence, events))
-            .flatMapThrowing { try Self.appendedIDs($0) }
-            .flatMapErrorThrowing { throw Self.appendError($0) }
+        let reply = redis.submit(Scripts.append, keys: appendKeys(id), arguments: appendArguments(id, fence, events))
+        let promise = reply.eventLoop.makePromise(of: [String].self)
+        reply.whenComplete { result in
+            do {
+                promise.succeed(try Self.appendedIDs(result.get()))
+            } catch {
+                promise.fail(Self.appendError(error))
+            }
+        }
+        return promise.futureResult
     }
 
     private func appendKeys(_ id: String) -> [String] {
