@@ -42,11 +42,18 @@ struct PacingTests {
         #expect(NIODeadline.now() - start >= .milliseconds(70))
     }
 
-    func startedExecution(_ harness: Harness) async throws -> (id: String, fence: Int) {
+    /// A started execution claimed by this test, and a turn of `count` tokens streamed into it `delay` apart.
+    func turn(_ harness: Harness, count: Int, delay: TimeAmount) async throws -> (
+        id: String, tokens: [String], streamer: TokenStreamer
+    ) {
         let stream = try await harness.create("hi")
         stream.close()
-        let claim = try #require(try await harness.store.claim(stream.executionID, owner: "test"))
-        return (stream.executionID, claim.fence)
+        let id = stream.executionID
+        let claim = try #require(try await harness.store.claim(id, owner: "test"))
+        let tokens = (0..<count).map { "t\($0) " }
+        let streamer = TokenStreamer(
+            store: harness.store, executionID: id, fence: claim.fence, tokens: tokens, pacer: Pacer(delay: delay))
+        return (id, tokens, streamer)
     }
 
     func texts(_ harness: Harness, _ id: String) async throws -> [String] {
@@ -58,10 +65,7 @@ struct PacingTests {
     @Test func aStreamedTurnAppendsEveryTokenInOrderOnePerEntry() async throws {
         let harness = try await Harness.start(withWorker: false)
         defer { harness.stop() }
-        let (id, fence) = try await startedExecution(harness)
-        let tokens = (0..<40).map { "t\($0) " }
-        let streamer = TokenStreamer(
-            store: harness.store, executionID: id, fence: fence, tokens: tokens, pacer: Pacer(delay: .milliseconds(2)))
+        let (id, tokens, streamer) = try await turn(harness, count: 40, delay: .milliseconds(2))
         try await streamer.run()
         #expect(try await texts(harness, id) == tokens)
     }
@@ -69,14 +73,11 @@ struct PacingTests {
     @Test func cancellingATurnStopsItsTokens() async throws {
         let harness = try await Harness.start(withWorker: false)
         defer { harness.stop() }
-        let (id, fence) = try await startedExecution(harness)
-        let tokens = (0..<100).map { "t\($0) " }
-        let streamer = TokenStreamer(
-            store: harness.store, executionID: id, fence: fence, tokens: tokens, pacer: Pacer(delay: .milliseconds(20)))
-        let turn = Task { try await streamer.run() }
+        let (id, tokens, streamer) = try await turn(harness, count: 100, delay: .milliseconds(20))
+        let running = Task { try await streamer.run() }
         #expect(try await eventually { try await texts(harness, id).count >= 3 })
-        turn.cancel()
-        await #expect(throws: CancellationError.self) { try await turn.value }
+        running.cancel()
+        await #expect(throws: CancellationError.self) { try await running.value }
         // At most the append in flight when cancelled lands after it; then nothing more.
         let afterCancel = try await texts(harness, id).count
         try await Task.sleep(for: .milliseconds(200))
@@ -89,14 +90,11 @@ struct PacingTests {
     @Test func aTakeoverEndsTheTurnAsFenced() async throws {
         let harness = try await Harness.start(withWorker: false)
         defer { harness.stop() }
-        let (id, fence) = try await startedExecution(harness)
-        let tokens = (0..<100).map { "t\($0) " }
-        let streamer = TokenStreamer(
-            store: harness.store, executionID: id, fence: fence, tokens: tokens, pacer: Pacer(delay: .milliseconds(10)))
-        let turn = Task { try await streamer.run() }
+        let (id, tokens, streamer) = try await turn(harness, count: 100, delay: .milliseconds(10))
+        let running = Task { try await streamer.run() }
         #expect(try await eventually { try await texts(harness, id).count >= 3 })
         _ = try #require(try await harness.store.claim(id, owner: "another worker"))
-        await #expect(throws: AppendError.fenced) { try await turn.value }
+        await #expect(throws: AppendError.fenced) { try await running.value }
         let stored = try await texts(harness, id)
         #expect(stored.count < tokens.count)
         #expect(stored == Array(tokens.prefix(stored.count)))
