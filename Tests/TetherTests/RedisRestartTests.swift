@@ -46,3 +46,31 @@ struct RedisRestartTests {
         #expect(try JSON.parse(try await harness.status(id).body)["status"]?.stringValue == "completed")
     }
 }
+
+@Suite("Redis restarts mid-turn", .timeLimit(.minutes(2)))
+struct RedisRestartMidTurnTests {
+    @Test func aTurnCutByARedisRestartResumesWithoutLosingOrRepeatingTokens() async throws {
+        let redis = try RedisServer(arguments: ["--appendonly", "yes", "--appendfsync", "always"])
+        // Paced tokens: the turn is streamed by the worker's callback path (TokenStreamer) when Redis goes away.
+        let harness = try await Harness.start(tokenDelayMilliseconds: 40) { $0.redis.url = redis.url }
+        defer { harness.stop() }
+        let stream = try await harness.create("what is the weather in Paris?")
+        var frames = try await readFrames(stream) { frames in frames.filter { $0.content != nil }.count >= 3 }
+        #expect(!frames.contains { $0.finishReason != nil }, "the run ended before Redis went away")
+
+        redis.stop()
+        try await Task.sleep(for: .seconds(1))
+        try redis.start()
+
+        frames += try await readFrames(stream) { _ in false }
+        #expect(frames.last?.finishReason == "stop")
+        let ids = frames.compactMap(\.event.id)
+        #expect(Set(ids).count == ids.count, "a frame was delivered twice")
+        #expect(!frames.contains { $0.typed?["data"]?["type"]?.stringValue == "error" })
+        // The reply is the one an uninterrupted run gives, token for token.
+        let reference = try await harness.create("what is the weather in Paris?")
+        let uninterrupted = try await readFrames(reference) { _ in false }
+        #expect(replyText(frames) == replyText(uninterrupted))
+        #expect(try JSON.parse(try await harness.status(stream.executionID).body)["status"]?.stringValue == "completed")
+    }
+}
