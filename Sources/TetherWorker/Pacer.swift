@@ -12,7 +12,7 @@ import NIOPosix
 public final class Pacer: Sendable {
     /// The delay between queueing an action and running it.
     public let delay: TimeAmount
-    private let group: any EventLoopGroup
+    private let group: MultiThreadedEventLoopGroup
     private let queues: [ObjectIdentifier: Queue]
 
     /// Makes a pacer over the loops of `group`.
@@ -32,12 +32,9 @@ public final class Pacer: Sendable {
             queue.enqueue(action)
             return
         }
+        // Called off the group's loops: hand the action to one of them (every loop of the group has a queue).
         let loop = group.any()
-        guard let queue = queues[ObjectIdentifier(loop)] else {
-            // Not one of ours after all: a plain timer.
-            loop.scheduleTask(in: delay, action)
-            return
-        }
+        let queue = queues[ObjectIdentifier(loop)]!
         loop.execute { queue.enqueue(action) }
     }
 
