@@ -36,7 +36,11 @@ final class TokenStreamer: Sendable {
 
     /// Streams every token; completes when the last is stored, or with the first error.
     func run() async throws {
-        guard !tokens.isEmpty else { return }
+        guard !tokens.isEmpty else {
+            // Nothing left to send (a resumed turn whose text was all stored): the promise must still complete.
+            finish(.success(()))
+            return
+        }
         try await withTaskCancellationHandler {
             pacer.after { self.appendNext() }
             try await promise.futureResult.get()

@@ -62,6 +62,16 @@ struct PacingTests {
         }
     }
 
+    @Test func aTurnWithNothingLeftToSendReturnsAndCompletesItsPromise() async throws {
+        // A resumed turn whose text was all stored has no tokens; its promise must not leak (a debug build traps on
+        // a promise released uncompleted).
+        let harness = try await Harness.start(withWorker: false)
+        defer { harness.stop() }
+        let (id, _, streamer) = try await turn(harness, count: 0, delay: .milliseconds(2))
+        try await streamer.run()
+        #expect(try await texts(harness, id).isEmpty)
+    }
+
     @Test func aStreamedTurnAppendsEveryTokenInOrderOnePerEntry() async throws {
         let harness = try await Harness.start(withWorker: false)
         defer { harness.stop() }
