@@ -29,8 +29,21 @@ public struct APIKeyInfo: Sendable, Hashable {
     public var source: String
 }
 
+/// Why a key could not be made.
+public struct APIKeyError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// What is wrong.
+    public var message: String
+    /// The message.
+    public var description: String { message }
+}
+
 /// API keys of the form `tk_<id>_<secret>`: the id is public, only the secret's SHA-256 is stored, and the
 /// comparison runs in constant time.
+///
+/// The id of a key made with ``create(tenant:agent:)`` is 12 random characters followed by 10 hex digits of an
+/// HMAC-SHA-256 of them under the id secret (kept in Redis, made with the first key): a gateway rejects an id it
+/// never issued without asking Redis (``isIssued(_:secret:)``). Keys of the configuration file keep the ids the
+/// operator gave them and are checked in memory.
 public struct APIKeys: Sendable {
     /// The Redis client.
     public let redis: RedisClient
@@ -59,6 +72,65 @@ public struct APIKeys: Sendable {
             return nil
         }
         return (String(parts[1]), String(parts[2]))
+    }
+
+    /// Whether `id` may name a key of the configuration file: 1-64 characters of `A-Z a-z 0-9`.
+    public static func isValidKeyID(_ id: String) -> Bool { isKeyPart(Substring(id), max: 64) }
+
+    /// Characters of random in an issued id.
+    static let randomIDLength = 12
+    /// Hex digits of MAC in an issued id.
+    static let macLength = 10
+
+    /// The issued id for a random part: the part and the first hex digits of its HMAC under `secret`.
+    public static func issuedID(random: String, secret: [UInt8]) -> String {
+        random + mac(random, secret)
+    }
+
+    /// Whether `id` carries a valid MAC under `secret`: `false` for any id this deployment did not issue (but for
+    /// one chance in 2^40), decided without Redis and in time independent of where the MAC differs.
+    public static func isIssued(_ id: String, secret: [UInt8]) -> Bool {
+        guard id.utf8.count == randomIDLength + macLength else { return false }
+        let random = String(id.prefix(randomIDLength))
+        return constantTimeEqual(String(id.dropFirst(randomIDLength)), mac(random, secret))
+    }
+
+    private static func mac(_ random: String, _ secret: [UInt8]) -> String {
+        String(Digest.hex(Digest.hmacSHA256(key: secret, Array(random.utf8))).prefix(macLength))
+    }
+
+    /// The id secret, or `nil` when no key was ever made in this Redis (then no id from Redis can be valid).
+    public func idSecret() async throws -> [UInt8]? {
+        try await redis.send("GET", keys.apiKeyIDSecret).string.flatMap(Self.bytes(hex:))
+    }
+
+    /// The id secret, made (32 random bytes, `SET NX`, so concurrent callers agree) when there is none.
+    func ensureIDSecret() async throws -> [UInt8] {
+        if let secret = try await idSecret() { return secret }
+        try await redis.send("SET", keys.apiKeyIDSecret, Digest.hex(Identifiers.randomBytes(32)), "NX")
+        guard let secret = try await idSecret() else { throw APIKeyError(message: "the id secret could not be stored") }
+        return secret
+    }
+
+    private static func bytes(hex: String) -> [UInt8]? {
+        let digits = Array(hex.utf8)
+        guard digits.count >= 32, digits.count % 2 == 0 else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(digits.count / 2)
+        for i in stride(from: 0, to: digits.count, by: 2) {
+            guard let high = nibble(digits[i]), let low = nibble(digits[i + 1]) else { return nil }
+            out.append(high << 4 | low)
+        }
+        return out
+    }
+
+    private static func nibble(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
+        default: nil
+        }
     }
 
     private static func isKeyPart(_ s: Substring, max: Int) -> Bool {
@@ -97,9 +169,12 @@ public struct APIKeys: Sendable {
         return Principal(keyId: key.id, tenant: key.tenant, agent: key.agent)
     }
 
-    /// Makes a key in Redis and returns the whole token (shown once; only its digest is stored).
+    /// Makes a key in Redis and returns the whole token (shown once; only its digest is stored). Tenant and agent
+    /// must be valid names (``Names``).
     public func create(tenant: String, agent: String) async throws -> (token: String, info: APIKeyInfo) {
-        let id = Identifiers.token(12)
+        if let problem = Names.problem(tenant) { throw APIKeyError(message: "tenant \(problem)") }
+        if let problem = Names.problem(agent) { throw APIKeyError(message: "agent \(problem)") }
+        let id = Self.issuedID(random: Identifiers.token(Self.randomIDLength), secret: try await ensureIDSecret())
         let secret = Identifiers.token(32)
         let created = Identifiers.isoTimestamp(milliseconds: Identifiers.nowMilliseconds())
         let info = APIKeyInfo(

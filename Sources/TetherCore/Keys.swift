@@ -1,3 +1,5 @@
+import RedisKit
+
 /// The Redis key schema (see docs/redis.md). Every key of one execution shares the hash tag `{<executionId>}`,
 /// so a Redis Cluster keeps them in one slot.
 public struct Keys: Sendable, Hashable {
@@ -21,12 +23,21 @@ public struct Keys: Sendable, Hashable {
     public var jobs: String { "\(prefix):jobs" }
     /// The consumer group of the workers on ``jobs``.
     public var jobsGroup: String { "workers" }
-    /// String: the execution created for an `Idempotency-Key`, scoped by tenant and agent; expires after a day.
+    /// Hash: the execution created for an `Idempotency-Key` (`executionId tenant agent key requestDigest`),
+    /// named by the SHA-256 of tenant, agent and key, each length-prefixed: no two (tenant, agent, key) triples
+    /// share it, whatever characters they hold. Expires after a day.
     public func idempotency(tenant: String, agent: String, key: String) -> String {
-        "\(prefix):idem:\(tenant):\(agent):\(key)"
+        var bytes: [UInt8] = []
+        for part in [tenant, agent, key] {
+            bytes += Array(String(part.utf8.count).utf8) + [UInt8(ascii: ":")] + Array(part.utf8)
+        }
+        return "\(prefix):idem:" + Digest.hex(Digest.sha256(bytes))
     }
     /// Hash: one API key stored in Redis (tenant, agent, secret digest, created, revoked).
     public func apiKey(_ keyID: String) -> String { "\(prefix):apikey:\(keyID)" }
+    /// String: the hex secret under which key ids are MACed (``APIKeys/isIssued(_:secret:)``); made with the first
+    /// key. Losing it invalidates every key made with `tether keys create`.
+    public var apiKeyIDSecret: String { "\(prefix):apikey-id-secret" }
     /// Set: the ids of the API keys stored in Redis.
     public var apiKeyIndex: String { "\(prefix):apikeys" }
     /// List: a conversation's messages, scoped by tenant (JSON, oldest first).

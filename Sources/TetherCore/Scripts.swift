@@ -5,23 +5,32 @@ import RedisKit
 public enum Scripts {
     /// Creates an execution: the record, its first event and its job, once.
     ///
-    /// KEYS: meta, events, jobs, idempotency key. ARGV: id, tenant, agentId, keyId, conversationId, nowISO, nowMs,
+    /// KEYS: meta, events, jobs, idempotency record. ARGV: id, tenant, agentId, keyId, conversationId, nowISO, nowMs,
     /// startedData, input, tailChannel, maxLength, idempotency TTL in seconds ('' when the request had no
-    /// Idempotency-Key). Returns the first event's id, or `{'EXISTING', executionId}` when the idempotency key
-    /// already names an execution. Error `EXISTS` if the id is taken.
+    /// Idempotency-Key), request digest, the Idempotency-Key, forwardedHeaders JSON ('' for none).
+    /// Returns the first event's id; with an idempotency record already there, `{'EXISTING', executionId}` (same
+    /// tenant, agent and request digest), `{'REUSED', executionId}` (another request body) or `{'FOREIGN', ''}`
+    /// (another tenant or agent: never replayed). Error `EXISTS` if the id is taken.
     public static let create = RedisScript(
         """
-        if ARGV[12] ~= '' then
-            local existing = redis.call('GET', KEYS[4])
-            if existing then return {'EXISTING', existing} end
-            redis.call('SET', KEYS[4], ARGV[1], 'EX', ARGV[12])
-        end
         if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('EXISTS execution already exists') end
+        if ARGV[12] ~= '' then
+            local existing = redis.call('HMGET', KEYS[4], 'executionId', 'tenant', 'agent', 'requestDigest')
+            if existing[1] then
+                if existing[2] ~= ARGV[2] or existing[3] ~= ARGV[3] then return {'FOREIGN', ''} end
+                if existing[4] ~= ARGV[13] then return {'REUSED', existing[1]} end
+                return {'EXISTING', existing[1]}
+            end
+            redis.call('HSET', KEYS[4], 'executionId', ARGV[1], 'tenant', ARGV[2], 'agent', ARGV[3], 'key', ARGV[14],
+                'requestDigest', ARGV[13])
+            redis.call('EXPIRE', KEYS[4], ARGV[12])
+        end
         local eid = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[11], '*',
             'type', 'execution-started', 'data', ARGV[8], 'ts', ARGV[7], 'status', 'running')
         redis.call('HSET', KEYS[1], 'id', ARGV[1], 'tenant', ARGV[2], 'agentId', ARGV[3], 'keyId', ARGV[4],
             'conversationId', ARGV[5], 'status', 'running', 'createdAt', ARGV[6], 'updatedAt', ARGV[6],
             'lastEventId', eid, 'fence', 0, 'input', ARGV[9])
+        if ARGV[15] ~= '' then redis.call('HSET', KEYS[1], 'forwardedHeaders', ARGV[15]) end
         redis.call('XADD', KEYS[3], '*', 'executionId', ARGV[1])
         redis.call('PUBLISH', ARGV[10], '0-0' .. string.char(30) .. eid .. string.char(31) .. 'execution-started'
             .. string.char(31) .. ARGV[7] .. string.char(31) .. 'running' .. string.char(31) .. ARGV[8])
@@ -34,7 +43,8 @@ public enum Scripts {
     /// per event: type, data, status ('' for none), approvalsField ('' for none), approvalsValue.
     /// Checks the fence (`FENCED` when another worker took over) and that the execution has not finished
     /// (`FINISHED`). Moves the status with the event that causes it; an `error` event also sets the record's
-    /// `error`; a terminal status starts the retention clock on every key. Announces the new entries on the tail
+    /// `error`; a terminal status drops the forwarded headers (they may hold credentials, and no step needs them
+    /// any more) and starts the retention clock on every key. Announces the new entries on the tail
     /// channel (see ``TailAnnouncement``). Returns the new ids.
     public static let append = RedisScript(
         """
@@ -73,6 +83,7 @@ public enum Scripts {
         end
         redis.call('HSET', KEYS[1], unpack(fields))
         if status == 'completed' or status == 'failed' or status == 'cancelled' then
+            redis.call('HDEL', KEYS[1], 'forwardedHeaders')
             local ttl = tonumber(ARGV[6])
             redis.call('EXPIRE', KEYS[1], ttl)
             redis.call('EXPIRE', KEYS[2], ttl)
@@ -145,5 +156,16 @@ public enum Scripts {
         local fence = redis.call('HINCRBY', KEYS[1], 'fence', 1)
         redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'claimedAt', ARGV[2])
         return {fence, redis.call('HGET', KEYS[1], 'status')}
+        """)
+
+    /// Steps over entries of an event stream without returning them.
+    ///
+    /// KEYS: events. ARGV: start (`-` or `(<id>`), count. Returns `{lastId, stepped}`: the id of the last entry
+    /// stepped over and how many there were (`{'', 0}` past the end).
+    public static let skip = RedisScript(
+        """
+        local entries = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])
+        if #entries == 0 then return {'', 0} end
+        return {entries[#entries][1], #entries}
         """)
 }

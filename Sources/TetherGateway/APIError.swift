@@ -51,6 +51,9 @@ public struct APIError: Error, Sendable {
 /// Turns every error into the documented JSON body: ``APIError`` as it is, Hummingbird's `HTTPError` (unknown
 /// route, body too large...) with a code for its status, Redis outages as 503, anything else as 500.
 struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    /// The routes, to tell a path asked with the wrong method (405 with `Allow`) from an unknown path (404).
+    let routes: RouteTable
+
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
         async throws -> Response
     {
@@ -61,7 +64,16 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as HTTPError {
             let code: String
             let message: String
+            var headers = error.headers
+            let allowed = error.status == .notFound ? routes.methods(for: request.uri.path) : []
             switch error.status {
+            case .notFound where !allowed.isEmpty:
+                headers[.allow] = allowed.map(\.rawValue).joined(separator: ", ")
+                return APIError(
+                    .methodNotAllowed, "method_not_allowed",
+                    "method \(request.method) not allowed on \(request.uri.path); allowed: \(headers[.allow]!)",
+                    headers: headers
+                ).response
             case .notFound:
                 code = "route_not_found"
                 message = "no route for \(request.method) \(request.uri.path)"
@@ -75,7 +87,7 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
                 code = "http_\(error.status.code)"
                 message = error.body ?? error.status.reasonPhrase
             }
-            return APIError(error.status, code, message, headers: error.headers).response
+            return APIError(error.status, code, message, headers: headers).response
         } catch let error as RedisError
             where error.code == .unavailable || error.code == .timeout || error.code == .connectionClosed
         {

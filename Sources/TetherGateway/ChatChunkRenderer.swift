@@ -73,11 +73,18 @@ public struct ChatChunkRenderer: Sendable {
         return (delta, finishReason)
     }
 
-    /// Appends a gap frame (no `id:`: it is not a durable event): the events after `after` and before
-    /// `resumeFrom` were trimmed away before the client read them; the stream continues with `resumeFrom`.
-    public func appendGapFrame(after: String, resumeFrom: String?, to buffer: inout ByteBuffer) {
-        var data: [String: JSON] = ["type": "gap", "after": .string(after)]
-        data["resumeFrom"] = resumeFrom.map { .string($0) } ?? .null
+    /// Appends a gap frame (no `id:`: it is not a durable event): the events after what the client had and before
+    /// `resumeFrom` were trimmed away before the client read them; the stream continues with `resumeFrom`. `after`
+    /// is the client's `Last-Event-ID`, or `null` with `startIndex` when it gave `x-stream-start-index`.
+    func appendGapFrame(_ gap: Gap, to buffer: inout ByteBuffer) {
+        var data: [String: JSON] = ["type": "gap"]
+        switch gap.after {
+        case .id(let id): data["after"] = .string(id.description)
+        case .startIndex(let index):
+            data["after"] = .null
+            data["startIndex"] = .number(Double(index))
+        }
+        data["resumeFrom"] = gap.resumeFrom.map { .string($0.description) } ?? .null
         let content = "{\"type\":\"data-operation\",\"data\":" + JSON.object(data).rendered + "}"
         buffer.writeString(
             "data: {\"id\":" + JSON.quoted(executionID) + ",\"object\":\"chat.completion.chunk\",\"created\":"

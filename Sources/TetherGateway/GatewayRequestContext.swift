@@ -1,18 +1,33 @@
 import Hummingbird
 import NIOCore
+import TetherCore
 
-/// The request context of the gateway's routes: Hummingbird's basic context plus the event loop of the request's
-/// connection, so that a stream's pump runs on the loop its connection writes from (no hop per write).
+/// The request context of the gateway's routes: Hummingbird's basic context, the request's connection (a stream's
+/// pump runs on its event loop, so no write hops threads, and watches it for the client going away), and the
+/// principal that ``AuthenticationMiddleware`` resolved from the bearer token.
 public struct GatewayRequestContext: RequestContext {
     /// Hummingbird's per-request storage.
     public var coreContext: CoreRequestContextStorage
-    /// The event loop of the connection the request came in on.
-    public let eventLoop: any EventLoop
+    /// The connection the request came in on.
+    public let channel: any Channel
+    /// Who the request acts as, once authenticated.
+    public var principal: Principal?
 
     /// Makes the context of one request.
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
-        eventLoop = source.channel.eventLoop
+        channel = source.channel
+    }
+
+    /// The event loop of the request's connection.
+    public var eventLoop: any EventLoop { channel.eventLoop }
+
+    /// The authenticated principal (the routes that need one sit behind ``AuthenticationMiddleware``).
+    func requirePrincipal() throws -> Principal {
+        guard let principal else {
+            throw APIError.unauthorized("missing Authorization header; send Authorization: Bearer <api key>")
+        }
+        return principal
     }
 }
 

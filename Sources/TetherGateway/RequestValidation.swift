@@ -8,6 +8,15 @@ public struct CreateExecutionRequest: Sendable {
     public var conversationId: String?
     /// Headers to forward to tools, if sent.
     public var forwardedHeaders: [String: String]
+
+    /// The request as sent, in one canonical JSON form (absent members as `null`), for the idempotency digest:
+    /// equal for the same request whatever its whitespace or member order.
+    public var canonical: JSON {
+        [
+            "messages": messages, "conversationId": conversationId.map { .string($0) } ?? .null,
+            "forwardedHeaders": .object(forwardedHeaders.mapValues { .string($0) }),
+        ]
+    }
 }
 
 /// Validation of request bodies, with messages precise enough to fix the request from.

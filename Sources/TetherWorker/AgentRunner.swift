@@ -70,11 +70,19 @@ public struct AgentRunner: Sendable {
         } catch is CancellationError {
             throw CancellationError()
         } catch {
-            logger.error("execution \(executionID) failed: \(error)")
+            // The client gets a stable code and a message for humans; the error itself (Swift types, paths,
+            // provider replies) goes only to the log, under the execution's id.
+            logger.error("execution \(executionID) failed: \(String(reflecting: error))")
             try await store.append(
                 executionID, fence: fence,
                 events: [
-                    NewEvent(.error, ["code": "agent_error", "message": .string("\(error)")]),
+                    NewEvent(
+                        .error,
+                        [
+                            "code": "agent_error",
+                            "message":
+                                "The agent stopped on an internal error. The worker's log has the details under this execution's id.",
+                        ]),
                     NewEvent(.finish, ["status": "failed"], status: .failed),
                 ])
         }

@@ -47,17 +47,22 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .customLong("config"), help: "Configuration file (default: config/tether.yaml when present).")
     var path: String?
 
-    /// The configuration: file, then `TETHER_*` environment overrides.
+    /// The configuration: file, then `TETHER_*` environment overrides. Every problem is printed, and the command
+    /// exits with status 78 (`EX_CONFIG`) without starting anything.
     func load() throws -> TetherConfig {
-        var config = TetherConfig()
-        let path = self.path ?? ProcessInfo.processInfo.environment["TETHER_CONFIG"] ?? "config/tether.yaml"
-        if FileManager.default.fileExists(atPath: path) {
-            config = try TetherConfig.load(path: path)
-        } else if self.path != nil {
+        let environment = ProcessInfo.processInfo.environment
+        let explicit = self.path ?? environment["TETHER_CONFIG"].flatMap { $0.isEmpty ? nil : $0 }
+        let path = explicit ?? "config/tether.yaml"
+        if explicit != nil, !FileManager.default.fileExists(atPath: path) {
             throw ValidationError("configuration file \(path) not found")
         }
-        config.applyEnvironment()
-        return config
+        do {
+            return try TetherConfig.load(
+                file: FileManager.default.fileExists(atPath: path) ? path : nil, environment: environment)
+        } catch {
+            FileHandle.standardError.write(Data("tether: invalid configuration:\n\(error)\n".utf8))
+            throw ExitCode(78)
+        }
     }
 
     /// The configuration, a Redis client for it and its API key store, for the `keys` commands; `body` runs with
@@ -131,13 +136,19 @@ struct WorkerCommand: AsyncParsableCommand {
 /// `tether keys`: API keys kept in Redis.
 struct KeysCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "keys", abstract: "Manage API keys.", subcommands: [Create.self, List.self, Revoke.self])
+        commandName: "keys", abstract: "Manage API keys.",
+        subcommands: [Create.self, List.self, Revoke.self, Verify.self])
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Make a key; it is printed once.")
         @OptionGroup var options: ConfigOptions
-        @Option(help: "The tenant the key belongs to.") var tenant: String
-        @Option(help: "The agent the key may run.") var agent: String
+        @Option(help: "The tenant the key belongs to (1-64 characters of A-Z a-z 0-9 . _ -).") var tenant: String
+        @Option(help: "The agent the key may run (same characters).") var agent: String
+
+        func validate() throws {
+            if let problem = Names.problem(tenant) { throw ValidationError("--tenant \(problem)") }
+            if let problem = Names.problem(agent) { throw ValidationError("--agent \(problem)") }
+        }
 
         func run() async throws {
             let token = try await options.withKeys { _, keys in
@@ -159,6 +170,25 @@ struct KeysCommand: AsyncParsableCommand {
                     "\(key.id)\t\(key.tenant)\t\(key.agent)\t\(key.source)\t\(key.createdAt ?? "-")\t\(key.revokedAt ?? "-")"
                 )
             }
+        }
+    }
+
+    struct Verify: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check a key as a gateway would; prints its tenant and agent, or exits with status 1.")
+        @OptionGroup var options: ConfigOptions
+        @Argument(help: "The whole key, tk_<id>_<secret>.") var token: String
+
+        func run() async throws {
+            let principal = try await options.withKeys { config, keys in
+                try? await Authenticator(apiKeys: keys, ttl: .zero, capacity: 1).principal(
+                    authorization: "Bearer \(token)")
+            }
+            guard let principal else {
+                FileHandle.standardError.write(Data("tether: the key is unknown, revoked or malformed\n".utf8))
+                throw ExitCode(1)
+            }
+            print("tenant \(principal.tenant) agent \(principal.agent) key \(principal.keyId)")
         }
     }
 

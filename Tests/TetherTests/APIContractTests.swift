@@ -185,7 +185,7 @@ struct APIContractTests {
         let spec = try await harness.http.send(.GET, "/run/api/openapi.json")
         #expect(spec.status == 200)
         let document = try JSON.parse(spec.body)
-        #expect(document["openapi"]?.stringValue == "3.1.0")
+        #expect(document["openapi"]?.stringValue?.hasPrefix("3.") == true)
         let unknown = try await harness.http.send(.GET, "/nope")
         #expect(unknown.status == 404)
         #expect(try JSON.parse(unknown.body)["code"]?.stringValue == "route_not_found")
@@ -194,14 +194,15 @@ struct APIContractTests {
 
 @Suite("OpenAPI document", .timeLimit(.minutes(2)))
 struct OpenAPIDocumentTests {
-    @Test func servedDocumentMatchesDocsCopy() async throws {
+    @Test func theServedDocumentIsThePackageResourceAsItIs() async throws {
         let harness = try await Harness.start(withWorker: false)
         defer { harness.stop() }
-        let served = try JSON.parse(try await harness.http.send(.GET, "/run/api/openapi.json").body)
+        let response = try await harness.http.send(.GET, "/run/api/openapi.json")
         let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
-            "../../docs/openapi.json")
-        let copy = try JSON.parse(Array(try Data(contentsOf: path)))
-        #expect(served == copy)
+            "../../Sources/TetherGateway/Resources/openapi.json")
+        #expect(response.body == Array(try Data(contentsOf: path)))
+        #expect(response.headers["content-type"] == "application/json")
+        let served = try JSON.parse(response.body)
         // Every route the gateway serves is documented.
         let paths = try #require(served["paths"]?.objectValue)
         for path in [

@@ -117,10 +117,33 @@ struct ProcessTests {
         let row = try #require(list.split(separator: "\n").first { $0.hasPrefix(id + "\t") })
         #expect(row.contains("\tacme\tdemo\tredis\t"))
         #expect(!list.contains(token))  // secrets are never printed again
+        let (verified, principal) = try runTether("keys verify", harness, arguments: [token])
+        #expect(verified == 0)
+        #expect(principal.hasPrefix("tenant acme agent demo"))
         let (revoked, _) = try runTether("keys revoke", harness, arguments: [id])
         #expect(revoked == 0)
         #expect(try await eventually(3) { try await harness.status("exec_none", token: token).status == 401 })
+        #expect(try runTether("keys verify", harness, arguments: [token]).0 == 1)
         let (unknown, _) = try runTether("keys revoke", harness, arguments: ["nosuchkey"])
         #expect(unknown != 0)
+        // Names that could run into the next part of a Redis key are refused.
+        #expect(try runTether("keys create", harness, arguments: ["--tenant", "a:b", "--agent", "c"]).0 != 0)
+    }
+
+    @Test func aBadConfigurationStartsNothingAndSaysWhereTheProblemIs() async throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("bad-\(Identifiers.token(6)).yaml")
+        try "http:\n  port: 8080\n  heartbeatSeconds: 0\n".write(to: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let process = Process()
+        process.executableURL = tetherExecutable
+        process.arguments = ["serve", "--config", file.path]
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 78)
+        #expect(text.contains("\(file.path):3: http.heartbeatSeconds: must be a number from 0.05 to 3600"), "\(text)")
     }
 }

@@ -94,30 +94,4 @@ struct UnitTests {
         #expect(model.respond(denied).text == "I did not send the email. You declined: Not now: budget freeze.")
         #expect(DemoModel.tokens("a b  c") == ["a ", "b ", " ", "c"])
     }
-
-    @Test func configFileAndEnvironment() throws {
-        var config = try TetherConfig.parse(
-            yaml: """
-                redis:
-                  url: redis://example:6380/2
-                http:
-                  port: 9000
-                apiKeys:
-                  - {id: k1, tenant: t, agent: a, secretSha256: abc}
-                """)
-        #expect(config.redis.url == "redis://example:6380/2")
-        #expect(config.redis.prefix == "tether")
-        #expect(config.http.port == 9000)
-        #expect(config.http.heartbeatSeconds == 15)
-        #expect(config.apiKeys.first?.id == "k1")
-        config.applyEnvironment(["TETHER_PORT": "9100", "TETHER_REDIS_URL": "redis://other:1"])
-        #expect(config.http.port == 9100)
-        #expect(config.redis.url == "redis://other:1")
-        let shipped = try TetherConfig.load(
-            path: URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
-                "../../config/tether.yaml"
-            )
-            .path)
-        #expect(shipped.http.port == 8080)
-    }
 }

@@ -1,0 +1,250 @@
+import NIOCore
+import RedisKit
+
+/// Reads and changes executions in Redis; every change is one Lua script (atomic).
+public struct ExecutionStore: Sendable {
+    /// The Redis client.
+    public let redis: RedisClient
+    /// The key schema.
+    public let keys: Keys
+    /// Approximate most entries per event stream.
+    public let maxLength: Int
+    /// Seconds keys live after the execution finished.
+    public let retentionSeconds: Int
+
+    /// Makes a store.
+    public init(redis: RedisClient, keys: Keys, maxLength: Int = 100_000, retentionSeconds: Int = 604_800) {
+        self.redis = redis
+        self.keys = keys
+        self.maxLength = maxLength
+        self.retentionSeconds = retentionSeconds
+    }
+
+    /// Makes a store with the configuration's key prefix and stream limits (what gateways and workers use).
+    public init(redis: RedisClient, config: TetherConfig) {
+        self.init(
+            redis: redis, keys: Keys(prefix: config.redis.prefix), maxLength: config.streams.maxLength,
+            retentionSeconds: config.streams.retentionSeconds)
+    }
+
+    /// What ``create(id:tenant:agentId:keyId:conversationId:input:forwardedHeaders:idempotency:)`` did.
+    public enum Creation: Sendable, Hashable {
+        /// Created; the first event's id.
+        case created(firstEventID: String)
+        /// The idempotency key already named an execution of the same request: nothing was created.
+        case existing(executionID: String)
+        /// The idempotency key already named an execution made from another request body: nothing was created.
+        case reused(executionID: String)
+        /// The idempotency record belongs to another tenant or agent (it cannot, but for a SHA-256 collision):
+        /// nothing was created, nothing is replayed.
+        case foreign
+    }
+
+    /// An `Idempotency-Key` and the digest of the request it came with.
+    public struct Idempotency: Sendable, Hashable {
+        /// The header's value.
+        public var key: String
+        /// Hex SHA-256 of the request, as ``ExecutionStore/requestDigest(_:)`` makes it.
+        public var requestDigest: String
+        /// Seconds the key keeps naming its execution.
+        public var seconds: Int
+
+        /// Makes one.
+        public init(key: String, requestDigest: String, seconds: Int) {
+            self.key = key
+            self.requestDigest = requestDigest
+            self.seconds = seconds
+        }
+    }
+
+    /// Hex SHA-256 of a request's canonical JSON (sorted keys): equal for the same request, whatever its
+    /// whitespace or member order.
+    public static func requestDigest(_ request: JSON) -> String {
+        Digest.hex(Digest.sha256(Array(request.rendered.utf8)))
+    }
+
+    /// Creates the record, the first event and the job in one script, unless `idempotency` already names an
+    /// execution of the same tenant and agent. `forwardedHeaders` are kept apart from the input, only until the
+    /// execution ends.
+    public func create(
+        id: String, tenant: String, agentId: String, keyId: String, conversationId: String, input: JSON,
+        forwardedHeaders: [String: String] = [:], idempotency: Idempotency? = nil
+    ) async throws -> Creation {
+        let now = Identifiers.nowMilliseconds()
+        let started: JSON = [
+            "type": .string(EventType.started.rawValue), "executionId": .string(id), "agentId": .string(agentId),
+            "conversationId": .string(conversationId),
+        ]
+        let idempotencyKey = keys.idempotency(tenant: tenant, agent: agentId, key: idempotency?.key ?? "")
+        let headers = forwardedHeaders.isEmpty ? "" : JSON.object(forwardedHeaders.mapValues { .string($0) }).rendered
+        let reply = try await redis.run(
+            Scripts.create, keys: [keys.meta(id), keys.events(id), keys.jobs, idempotencyKey],
+            arguments: [
+                id, tenant, agentId, keyId, conversationId, Identifiers.isoTimestamp(milliseconds: now), Int64(now),
+                started.rendered, input.rendered, keys.tail(id), maxLength,
+                idempotency.map { String($0.seconds) } ?? "", idempotency?.requestDigest ?? "",
+                idempotency?.key ?? "", headers,
+            ])
+        if let pair = reply.array, pair.count == 2, let kind = pair[0].string, let existing = pair[1].string {
+            switch kind {
+            case "EXISTING": return .existing(executionID: existing)
+            case "REUSED": return .reused(executionID: existing)
+            default: return .foreign
+            }
+        }
+        return .created(firstEventID: try reply.requireString())
+    }
+
+    /// The headers the execution was created with for its tools, while it runs (`[:]` once it has ended). Never
+    /// logged nor returned by the API: they may hold credentials.
+    public func forwardedHeaders(_ id: String) async throws -> [String: String] {
+        guard let text = try await redis.send("HGET", keys.meta(id), "forwardedHeaders").string,
+            case .object(let object) = try? JSON.parse(text)
+        else { return [:] }
+        return object.compactMapValues(\.stringValue)
+    }
+
+    /// The record, or `nil` when there is no such execution. Reads every meta field but the input.
+    public func record(_ id: String) async throws -> ExecutionRecord? {
+        let values = try await redis.send(
+            RedisCommand("HMGET", arguments: [keys.meta(id)] + ExecutionRecord.fields)
+        ).requireArray()
+        var fields: [String: String] = [:]
+        for (name, value) in zip(ExecutionRecord.fields, values) {
+            if let text = value.string { fields[name] = text }
+        }
+        return ExecutionRecord(fields)
+    }
+
+    /// The input the execution was created with (`{"messages":[…]}`), or `nil`.
+    public func input(_ id: String) async throws -> JSON? {
+        try await redis.send("HGET", keys.meta(id), "input").string.flatMap { try? JSON.parse($0) }
+    }
+
+    /// Every approval request of the execution, with its decision when made.
+    public func approvals(_ id: String) async throws -> [ApprovalEntry] {
+        let fields = try await redis.send("HGETALL", keys.approvals(id)).stringDictionary ?? [:]
+        return fields.keys.filter { !$0.hasSuffix(":decision") }.sorted().map { toolCallId in
+            ApprovalEntry(
+                toolCallId: toolCallId, request: (try? JSON.parse(fields[toolCallId]!)) ?? .null,
+                decision: fields[toolCallId + ":decision"].flatMap { try? JSON.parse($0) })
+        }
+    }
+
+    /// The stored decision on one tool call, or `nil` while there is none.
+    public func decision(_ id: String, toolCallID: String) async throws -> JSON? {
+        let reply = try await redis.send("HGET", keys.approvals(id), toolCallID + ":decision")
+        return reply.string.flatMap { try? JSON.parse($0) }
+    }
+
+    /// Records a decision once (see ``Scripts/decide``), appends `tool-approval-response`, then announces it.
+    public func decide(_ id: String, toolCallID: String, approved: Bool, reason: String?) async throws
+        -> DecisionOutcome
+    {
+        let now = Identifiers.nowMilliseconds()
+        let iso = Identifiers.isoTimestamp(milliseconds: now)
+        let reasonJSON: JSON = reason.map { .string($0) } ?? .null
+        let decision: JSON = ["approved": .bool(approved), "reason": reasonJSON, "decidedAt": .string(iso)]
+        let event: JSON = [
+            "type": .string(EventType.approvalResponse.rawValue), "toolCallId": .string(toolCallID),
+            "approved": .bool(approved), "reason": reasonJSON,
+        ]
+        do {
+            let reply = try await redis.run(
+                Scripts.decide, keys: [keys.meta(id), keys.events(id), keys.approvals(id)],
+                arguments: [
+                    toolCallID, approved ? "true" : "false", decision.rendered, event.rendered, iso, Int64(now),
+                    keys.tail(id), keys.approvalsChannel(id), maxLength,
+                ])
+            return reply.string == "REPEATED" ? .repeated : .recorded
+        } catch let error as RedisError where error.code == .serverError {
+            switch error.serverErrorPrefix {
+            case "NOTFOUND": return .executionNotFound
+            case "NOTOOLCALL": return .toolCallNotFound
+            case "CONFLICT": return .conflict
+            case "FINISHED": return .finished
+            default: throw error
+            }
+        }
+    }
+
+    /// Appends events for the lease holder `fence` (see ``Scripts/append``). Returns their ids.
+    @discardableResult
+    public func append(_ id: String, fence: Int, events: [NewEvent]) async throws -> [String] {
+        guard !events.isEmpty else { return [] }
+        do {
+            return try Self.appendedIDs(
+                try await redis.run(Scripts.append, keys: appendKeys(id), arguments: appendArguments(id, fence, events))
+            )
+        } catch {
+            throw Self.appendError(error)
+        }
+    }
+
+    /// ``append(_:fence:events:)`` without suspending the caller, for code driven by event-loop callbacks (see
+    /// ``RedisClient/submit(_:)``): the future completes with the new ids or the same errors.
+    public func submitAppend(_ id: String, fence: Int, events: [NewEvent]) -> EventLoopFuture<[String]> {
+        guard !events.isEmpty else { return redis.configuration.eventLoopGroup.any().makeSucceededFuture([]) }
+        let reply = redis.submit(Scripts.append, keys: appendKeys(id), arguments: appendArguments(id, fence, events))
+        let promise = reply.eventLoop.makePromise(of: [String].self)
+        reply.whenComplete { result in
+            do {
+                promise.succeed(try Self.appendedIDs(result.get()))
+            } catch {
+                promise.fail(Self.appendError(error))
+            }
+        }
+        return promise.futureResult
+    }
+
+    private func appendKeys(_ id: String) -> [String] {
+        [keys.meta(id), keys.events(id), keys.approvals(id)]
+    }
+
+    private func appendArguments(_ id: String, _ fence: Int, _ events: [NewEvent]) -> [any RedisArgument] {
+        let now = Identifiers.nowMilliseconds()
+        var arguments: [any RedisArgument] = [
+            fence, keys.tail(id), Identifiers.isoTimestamp(milliseconds: now), Int64(now), maxLength, retentionSeconds,
+        ]
+        arguments.reserveCapacity(arguments.count + 5 * events.count)
+        for event in events {
+            arguments.append(event.type.rawValue)
+            arguments.append(event.data.rendered)
+            arguments.append(event.status?.rawValue ?? "")
+            arguments.append(event.approvalField?.field ?? "")
+            arguments.append(event.approvalField?.value ?? "")
+        }
+        return arguments
+    }
+
+    private static func appendedIDs(_ reply: RESPValue) throws -> [String] {
+        try reply.requireArray().map { try $0.requireString() }
+    }
+
+    /// The script's error replies as ``AppendError``s; other errors unchanged.
+    private static func appendError(_ error: any Error) -> any Error {
+        guard let error = error as? RedisError, error.code == .serverError else { return error }
+        switch error.serverErrorPrefix {
+        case "FENCED": return AppendError.fenced
+        case "FINISHED": return AppendError.finished
+        case "NOTFOUND": return AppendError.notFound
+        default: return error
+        }
+    }
+
+    /// Takes the execution's lease for `owner`; returns the new fence and the current status.
+    public func claim(_ id: String, owner: String) async throws -> (fence: Int, status: ExecutionStatus)? {
+        do {
+            let reply = try await redis.run(
+                Scripts.claim, keys: [keys.meta(id)],
+                arguments: [owner, Identifiers.isoTimestamp(milliseconds: Identifiers.nowMilliseconds())]
+            ).requireArray()
+            guard reply.count == 2, let fence = reply[0].int,
+                let status = reply[1].string.flatMap(ExecutionStatus.init(rawValue:))
+            else { return nil }
+            return (fence, status)
+        } catch let error as RedisError where error.serverErrorPrefix == "NOTFOUND" {
+            return nil
+        }
+    }
+}

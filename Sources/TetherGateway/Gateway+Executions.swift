@@ -1,0 +1,185 @@
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import RedisKit
+import TetherCore
+
+/// The four execution endpoints. Each runs behind ``AuthenticationMiddleware``; a key sees only the executions of
+/// its own tenant and agent, and anything else is `404`.
+extension Gateway {
+    func create(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
+        var request = request
+        let principal = try context.requirePrincipal()
+        try requireJSON(request)
+        let body = try await collectBody(&request)
+        let input = try RequestValidation.createExecution(body)
+        let idempotencyKey = try RequestValidation.idempotencyKey(request.headers[HTTPField.Name("Idempotency-Key")!])
+        var id = Identifiers.executionID()
+        let conversationId = input.conversationId ?? "conv_" + Identifiers.ulid()
+        let idempotency = idempotencyKey.map { key in
+            ExecutionStore.Idempotency(
+                key: key, requestDigest: ExecutionStore.requestDigest(input.canonical),
+                seconds: config.idempotencySeconds)
+        }
+        var replayed = false
+        switch try await store.create(
+            id: id, tenant: principal.tenant, agentId: principal.agent, keyId: principal.keyId,
+            conversationId: conversationId, input: ["messages": input.messages],
+            forwardedHeaders: input.forwardedHeaders, idempotency: idempotency)
+        {
+        case .created:
+            break
+        case .existing(let existing):
+            // The same request again: the execution it created, streamed from the start, if this key may see it.
+            guard
+                try await store.record(existing).map({ $0.tenant == principal.tenant && $0.agentId == principal.agent })
+                    == true
+            else { throw APIError.executionNotFound }
+            id = existing
+            replayed = true
+        case .reused:
+            throw APIError(
+                .unprocessableContent, "idempotency_key_reused",
+                "this Idempotency-Key was used with a different request body; send a new key for a new request")
+        case .foreign:
+            throw APIError(
+                .unprocessableContent, "idempotency_key_reused", "this Idempotency-Key cannot be used; send a new key")
+        }
+        context.logger.info(
+            "\(replayed ? "replayed" : "created") \(id) for tenant \(principal.tenant) agent \(principal.agent)")
+        var headers = Self.sseHeaders
+        headers[.location] = "/run/api/executions/\(id)"
+        headers[HTTPField.Name("x-workflow-run-id")!] = id
+        if replayed { headers[HTTPField.Name("Idempotent-Replayed")!] = "true" }
+        let renderer = ChatChunkRenderer(executionID: id, model: principal.agent)
+        return streamResponse(request, context, id: id, renderer: renderer, after: nil, gap: nil, headers: headers)
+    }
+
+    func status(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
+        let record = try await ownedRecord(context)
+        var object: [String: JSON] = [
+            "id": .string(record.id), "agentId": .string(record.agentId),
+            "conversationId": .string(record.conversationId), "status": .string(record.status.rawValue),
+            "createdAt": .string(record.createdAt), "updatedAt": .string(record.updatedAt),
+        ]
+        object["lastEventId"] = record.lastEventId.map { .string($0) } ?? .null
+        if record.status == .suspended {
+            let pending = try await store.approvals(record.id).filter { $0.decision == nil }
+            object["pendingApprovals"] = .array(
+                pending.map { entry in
+                    [
+                        "toolCallId": .string(entry.toolCallId), "toolName": entry.request["toolName"] ?? .null,
+                        "input": entry.request["input"] ?? .null, "requestedAt": entry.request["requestedAt"] ?? .null,
+                    ]
+                })
+        }
+        if record.status == .failed || record.status == .cancelled, let error = record.error {
+            let parsed = (try? JSON.parse(error)) ?? .null
+            object["error"] = [
+                "code": parsed["code"] ?? .string("error"),
+                "message": parsed["message"] ?? .string("the execution ended with an error"),
+            ]
+        }
+        return Self.json(.ok, JSON.object(object).rendered)
+    }
+
+    func approve(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
+        var request = request
+        let record = try await ownedRecord(context)
+        let toolCallID = try context.parameters.require("toolCallId")
+        try requireJSON(request)
+        let body = try await collectBody(&request)
+        let decision = try RequestValidation.decision(body)
+        switch try await store.decide(
+            record.id, toolCallID: toolCallID, approved: decision.approved, reason: decision.reason)
+        {
+        case .recorded, .repeated:
+            return Self.json(.ok, "{\"success\":true}")
+        case .executionNotFound:
+            throw APIError.executionNotFound
+        case .toolCallNotFound:
+            throw APIError(
+                .notFound, "tool_call_not_found", "no approval is pending or recorded for tool call \(toolCallID)")
+        case .conflict:
+            throw APIError(
+                .conflict, "decision_conflict", "a different decision was already recorded for \(toolCallID)")
+        case .finished:
+            throw APIError(.conflict, "execution_finished", "the execution has already finished")
+        }
+    }
+
+    func reconnect(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
+        let record = try await ownedRecord(context)
+        var cursor = try parseCursor(request)
+        var gap: Gap?
+        if cursor == nil, let skipText = request.headers[HTTPField.Name("x-stream-start-index")!] {
+            guard let skip = Int(skipText), skip >= 0 else {
+                throw APIError.badRequest(
+                    "invalid_stream_start_index", "x-stream-start-index must be a non-negative integer")
+            }
+            switch try await store.position(record.id, afterFrames: skip) {
+            case .start: break
+            case .after(let position): cursor = position
+            case .trimmed(let resume): gap = Gap(after: .startIndex(skip), resumeFrom: resume)
+            }
+        }
+        // The client already has the final frame: tell EventSource to stop reconnecting.
+        if record.status.isTerminal, let cursor, let last = record.lastEventId.flatMap({ StreamID($0) }), cursor >= last
+        {
+            return Response(status: .noContent, headers: [.cacheControl: "no-cache"])
+        }
+        if let cursor, let history = try await store.history(record.id), history.hasGap(after: cursor) {
+            gap = Gap(after: .id(cursor), resumeFrom: history.firstID)
+        }
+        var headers = Self.sseHeaders
+        headers[HTTPField.Name("x-workflow-run-id")!] = record.id
+        let renderer = ChatChunkRenderer(executionID: record.id, model: record.agentId)
+        return streamResponse(
+            request, context, id: record.id, renderer: renderer, after: cursor, gap: gap, headers: headers)
+    }
+
+    // MARK: - Helpers
+
+    /// The execution of the path, when the principal may see it; `404` otherwise (never `403`: no existence leak).
+    private func ownedRecord(_ context: GatewayRequestContext) async throws -> ExecutionRecord {
+        let principal = try context.requirePrincipal()
+        let id = try context.parameters.require("executionId")
+        guard id.hasPrefix("exec_"), id.utf8.count <= 64,
+            let record = try await store.record(id), record.tenant == principal.tenant,
+            record.agentId == principal.agent
+        else { throw APIError.executionNotFound }
+        return record
+    }
+
+    private func parseCursor(_ request: Request) throws -> StreamID? {
+        let raw = request.headers[HTTPField.Name("Last-Event-ID")!] ?? request.uri.queryParameters.get("lastEventId")
+        guard let raw, !raw.isEmpty else { return nil }
+        guard let id = StreamID(raw) else {
+            throw APIError.badRequest("invalid_last_event_id", "Last-Event-ID must be a stream id like 1764425001234-0")
+        }
+        return id
+    }
+
+    private func requireJSON(_ request: Request) throws {
+        let type = request.headers[.contentType]?.lowercased() ?? ""
+        let base = type.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        guard base == "application/json" || (base.hasPrefix("application/") && base.hasSuffix("+json")) else {
+            throw APIError(
+                .unsupportedMediaType, "unsupported_media_type",
+                "Content-Type must be application/json, got \(type.isEmpty ? "none" : type)")
+        }
+    }
+
+    private func collectBody(_ request: inout Request) async throws -> [UInt8] {
+        let tooLarge = APIError(
+            .contentTooLarge, "payload_too_large", "request body exceeds \(config.http.bodyLimitBytes) bytes")
+        do {
+            let buffer = try await request.collectBody(upTo: config.http.bodyLimitBytes)
+            return Array(buffer.readableBytesView)
+        } catch is NIOTooManyBytesError {
+            throw tooLarge
+        } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw tooLarge
+        }
+    }
+}
