@@ -42,6 +42,19 @@ struct ConfigTests {
         #expect(try TetherConfig.parse(yaml: "") == TetherConfig())
     }
 
+    @Test func operationsDocsListEverySettingWithItsRange() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../docs/operations.md").path
+        let docs = try String(contentsOfFile: path, encoding: .utf8)
+        for setting in TetherConfig.settings {
+            let row = docs.split(separator: "\n").first { $0.hasPrefix("| `\(setting.path)` |") }
+            #expect(row != nil, "docs/operations.md has no row for \(setting.path)")
+            if setting.rangeDescription.hasPrefix("a ") && !setting.rangeDescription.hasPrefix("a list") {
+                #expect(row?.contains(setting.rangeDescription) == true, "\(setting.path): \(setting.rangeDescription)")
+            }
+        }
+    }
+
     @Test(arguments: [
         ("http:\n  heartbeatSeconds: 0", "http.heartbeatSeconds", "from 0.05 to 3600"),
         ("http:\n  heartbeatSeconds: .nan", "http.heartbeatSeconds", "a number"),
