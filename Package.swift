@@ -69,6 +69,7 @@ let package = Package(
         .target(
             name: "TetherClient",
             dependencies: [
+                "TetherCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import TetherCore
 
 /// A response read to its end.
 public struct HTTPResult: Sendable {

@@ -1,10 +1,26 @@
-/// The canonical, format-neutral event types of the log (docs/protocol.md lists them with their fields).
+/// The canonical, format-neutral event types of the log, version 2 (docs/protocol.md lists them with their fields).
+///
+/// A model turn is `turn-started`, then its text and tool-call fragments, then `turn-finished` (with the complete
+/// tool calls), or `turn-aborted` when it was cut short and will be redone.
 public enum EventType: String, Sendable, CaseIterable {
     /// The execution was created. `{type, executionId, agentId, conversationId}`.
     case started = "execution-started"
-    /// A piece of the model's reply. `{text}`.
+    /// A model turn begins. `{type, turnId, step}` (step counts turns from 1, redone ones included).
+    case turnStarted = "turn-started"
+    /// A piece of the model's reply. `{type, turnId, partId, text}` (`{type, text}` in version 1 logs).
     case text = "text-delta"
-    /// The model calls a tool. `{toolCallId, toolName, input}`.
+    /// The model starts a tool call. `{type, turnId, toolCallId, toolName, index}` (index within the turn).
+    case toolCallStart = "tool-call-start"
+    /// A fragment of a tool call's arguments (JSON text, to be concatenated). `{type, turnId, toolCallId, index,
+    /// argumentsDelta}`.
+    case toolCallDelta = "tool-call-delta"
+    /// The turn ended. `{type, turnId, finishReason, usage: {inputTokens, outputTokens}, toolCalls: [{toolCallId,
+    /// toolName, input | inputError}]}`.
+    case turnFinished = "turn-finished"
+    /// The turn was cut short (a crash, a lost lease, a provider error) and its partial output is void: clients
+    /// drop its text. `{type, turnId, reason}`.
+    case turnAborted = "turn-aborted"
+    /// A whole tool call, in version 1 logs only. `{toolCallId, toolName, input}`.
     case toolCall = "tool-call"
     /// A tool call waits for a human decision. `{type, approvalId, toolCallId, toolName, input}`.
     case approvalRequest = "tool-approval-request"

@@ -61,8 +61,27 @@ public struct ChatChunkRenderer: Sendable {
                 + ",\"type\":\"function\",\"function\":{\"name\":"
                 + String(JSON.rawMember("toolName", in: event.data) ?? "\"\"") + ",\"arguments\":"
                 + JSON.quoted(String(JSON.rawMember("input", in: event.data) ?? "{}")) + "}}]}"
-        case EventType.started.rawValue, EventType.error.rawValue:
+        case EventType.toolCallStart.rawValue:
+            delta =
+                "{\"tool_calls\":[{\"index\":" + String(JSON.rawMember("index", in: event.data) ?? "0") + ",\"id\":"
+                + String(JSON.rawMember("toolCallId", in: event.data) ?? "\"\"")
+                + ",\"type\":\"function\",\"function\":{\"name\":"
+                + String(JSON.rawMember("toolName", in: event.data) ?? "\"\"") + ",\"arguments\":\"\"}}]}"
+        case EventType.toolCallDelta.rawValue:
+            delta =
+                "{\"tool_calls\":[{\"index\":" + String(JSON.rawMember("index", in: event.data) ?? "0")
+                + ",\"function\":{\"arguments\":" + String(JSON.rawMember("argumentsDelta", in: event.data) ?? "\"\"")
+                + "}}]}"
+        case EventType.started.rawValue, EventType.error.rawValue, EventType.turnStarted.rawValue,
+            EventType.turnAborted.rawValue:
             delta = "{\"content\":" + JSON.quoted("{\"type\":\"data-operation\",\"data\":" + event.data + "}") + "}"
+        case EventType.turnFinished.rawValue:
+            // The finish reason and usage; not the calls' inputs, which the argument fragments already carried.
+            var data = "{\"type\":\"turn-finished\""
+            for member in ["turnId", "finishReason", "usage"] {
+                if let value = JSON.rawMember(member, in: event.data) { data += ",\"\(member)\":" + value }
+            }
+            delta = "{\"content\":" + JSON.quoted("{\"type\":\"data-operation\",\"data\":" + data + "}}") + "}"
         case EventType.finish.rawValue:
             delta = "{}"
             finishReason = JSON.rawMember("status", in: event.data) == "\"completed\"" ? "\"stop\"" : "\"error\""

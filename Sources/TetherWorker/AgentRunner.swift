@@ -5,63 +5,96 @@ import TetherCore
 
 /// Runs one execution's agent loop for the worker holding its lease, from wherever the log says it stands.
 ///
-/// Resuming: the state is rebuilt from the event log alone. A tool call whose result is logged is never run
-/// again; a tool call waiting for approval waits again (the decision is read from Redis, so one made while no
-/// worker was listening is honoured); a model turn cut short is generated again and only its missing part is
-/// streamed (the demo model is deterministic).
+/// Each round folds the log into an ``AgentState``, asks ``AgentStep/next(_:maxSteps:tools:)`` what to do, and does
+/// it: streams a model turn, runs tools, asks for approvals, waits for decisions, or finishes. What it appends it
+/// folds back into the state, so a worker that takes over (after a crash or a lost lease) rebuilds the same state
+/// from the log and takes the same next step. A turn cut short is voided (`turn-aborted`) and redone; a tool whose
+/// result is logged never runs again.
 public struct AgentRunner: Sendable {
     /// The store.
     public let store: ExecutionStore
-    /// The model.
-    public let model: DemoModel
-    /// The tools by name.
-    public let tools: [String: Tool]
-    /// Pause between streamed tokens.
-    public let tokenDelay: Duration
+    /// The agents by id.
+    public let agents: [String: AgentDefinition]
+    /// The model provider of each agent, by agent id.
+    public let providers: [String: any ModelProvider]
+    /// Every tool an agent may name, by name.
+    public let tools: [String: any AgentTool]
     /// Counts the executions waiting for a human decision (they do not hold a worker slot).
     public let waiting: WaitGauge
-    /// Paces tokens (`tokenDelay` apart), one timer per event loop for every execution.
-    let pacer: Pacer
     let logger: Logger
+
+    /// Retries of a model request that failed before any output (429, 5xx, a dropped connection).
+    static let maxRequestRetries = 3
 
     /// Makes a runner.
     public init(
-        store: ExecutionStore, model: DemoModel = DemoModel(), tools: [String: Tool] = DemoTools.all,
-        tokenDelay: Duration, waiting: WaitGauge = WaitGauge(), logger: Logger
+        store: ExecutionStore, agents: [AgentDefinition], providers: [String: any ModelProvider],
+        tools: [String: any AgentTool] = DemoTools.all, waiting: WaitGauge = WaitGauge(), logger: Logger
     ) {
         self.store = store
-        self.model = model
+        self.agents = Dictionary(agents.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        self.providers = providers
         self.tools = tools
-        self.tokenDelay = tokenDelay
-        let (seconds, attoseconds) = tokenDelay.components
-        self.pacer = Pacer(delay: .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000))
         self.waiting = waiting
         self.logger = logger
-    }
-
-    struct Call {
-        var id: String
-        var name: String
-        var input: JSON
-        var result: ToolResult?
-        var approvalRequested = false
-    }
-
-    struct Rebuilt {
-        var calls: [Call] = []
-        /// Text of the model turn in progress (after the last tool result, not yet ended by a tool call).
-        var partialText = ""
-        var finished = false
     }
 
     /// Runs the execution to its end (or until the lease is lost: ``AppendError/fenced``).
     public func run(_ executionID: String, fence: Int) async throws {
         guard let record = try await store.record(executionID) else { return }
         if record.status.isTerminal { return }
+        let run = ExecutionRun(store: store, executionID: executionID, fence: fence)
+        guard let agent = agents[record.agentId], let provider = providers[record.agentId] else {
+            logger.error("execution \(executionID): agent \(record.agentId) is not configured on this worker")
+            try await run.fail(
+                code: "agent_not_configured", message: "The agent \(record.agentId) is not configured on this worker.")
+            return
+        }
         let input = try await store.input(executionID) ?? .null
         let messages = input["messages"] ?? input
+        try await run.load()
+        let agentTools = agent.tools.compactMap { tools[$0] }
+        let descriptors = Dictionary(
+            agentTools.map { ($0.descriptor.name, $0.descriptor) }, uniquingKeysWith: { a, _ in a })
         do {
-            try await loop(executionID, fence: fence, messages: messages)
+            while true {
+                // Redis calls that do not wait do not notice cancellation: check at every step, so that a worker
+                // that is stopping hands the execution back at the next step instead of racing on to its end.
+                try Task.checkCancellation()
+                switch AgentStep.next(run.state, maxSteps: agent.maxSteps, tools: descriptors) {
+                case .done:
+                    return
+                case .complete:
+                    try await run.append([NewEvent(.finish, ["status": "completed"], status: .completed)])
+                case .fail(let code, let message):
+                    try await run.fail(code: code, message: message)
+                case .abortTurn(let turnID):
+                    try await run.append([
+                        NewEvent(.turnAborted, ["turnId": .string(turnID), "reason": "the turn was interrupted"])
+                    ])
+                case .callModel:
+                    try await runTurn(run, agent: agent, provider: provider, messages: messages, tools: descriptors)
+                case .reject(let rejections):
+                    try await run.append(
+                        rejections.map {
+                            NewEvent(
+                                .toolError, ["toolCallId": .string($0.toolCallID), "errorText": .string($0.errorText)])
+                        })
+                case .requestApprovals(let ids):
+                    try await run.append(approvalRequests(ids, run.state))
+                case .recordDenials(let ids):
+                    try await run.append(
+                        ids.map { id in
+                            let reason = run.call(id)?.decision?.reason
+                            return NewEvent(
+                                .toolDenied, ["toolCallId": .string(id), "reason": reason.map { .string($0) } ?? .null])
+                        })
+                case .runTools(let ids):
+                    try await runTools(ids, run)
+                case .waitForDecisions(let ids):
+                    try await waitForDecisions(ids, run)
+                }
+            }
         } catch let error as AppendError {
             throw error
         } catch let error as RedisError {
@@ -73,186 +106,256 @@ public struct AgentRunner: Sendable {
             // The client gets a stable code and a message for humans; the error itself (Swift types, paths,
             // provider replies) goes only to the log, under the execution's id.
             logger.error("execution \(executionID) failed: \(String(reflecting: error))")
-            try await store.append(
-                executionID, fence: fence,
-                events: [
-                    NewEvent(
-                        .error,
-                        [
-                            "code": "agent_error",
-                            "message":
-                                "The agent stopped on an internal error. The worker's log has the details under this execution's id.",
-                        ]),
-                    NewEvent(.finish, ["status": "failed"], status: .failed),
-                ])
+            try await run.fail(
+                code: "agent_error",
+                message: "The agent stopped on an internal error. The worker's log has the details under this "
+                    + "execution's id.")
         }
     }
 
-    private func loop(_ id: String, fence: Int, messages: JSON) async throws {
-        // The log is read once; afterwards the state follows what this worker appends (it alone appends, by the
-        // fence), except decisions, which settle() reads from Redis.
-        var state = Rebuilt()
-        for event in try await store.allEvents(id) { state.apply(event.type, event.json) }
+    // MARK: - Model turns
+
+    /// Streams one model turn into the log: `turn-started`, its output, `turn-finished`. A request that fails before
+    /// any output is retried with backoff (honouring `Retry-After`); a turn that fails after output is voided
+    /// (`turn-aborted`) and left for the next round to redo, a bounded number of times.
+    private func runTurn(
+        _ run: ExecutionRun, agent: AgentDefinition, provider: any ModelProvider, messages: JSON,
+        tools: [String: ToolDescriptor]
+    ) async throws {
+        let turnID = "turn_" + Identifiers.token(16)
+        try await run.append([
+            NewEvent(.turnStarted, ["turnId": .string(turnID), "step": .number(Double(run.state.turns.count + 1))])
+        ])
+        let request = ModelRequest(
+            executionID: run.executionID, model: agent.model, system: agent.system,
+            items: run.state.conversation(messages: messages),
+            tools: agent.tools.compactMap { tools[$0] })
+        var attempt = 0
         while true {
-            if state.finished { return }
-            // Redis calls that do not wait do not notice cancellation: check at every step, so that a worker
-            // that is stopping hands the execution back at the next step instead of racing on to its end.
-            try Task.checkCancellation()
-            if let pending = state.calls.last, pending.result == nil {
-                for event in try await settle(pending, id: id, fence: fence) {
-                    state.apply(event.type.rawValue, event.data)
-                }
+            let recorder = TurnRecorder(store: store, executionID: run.executionID, fence: run.fence, turnID: turnID)
+            let failure: ModelError
+            do {
+                try await provider.streamTurn(request, into: recorder)
+                let outcome = try await recorder.finish()
+                run.fold(outcome)
+                try await run.append([Self.turnFinished(turnID, outcome)])
+                return
+            } catch let error as ModelError {
+                failure = error
+            } catch let error as AppendError {
+                throw error
+            } catch let error as RedisError {
+                throw error
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                logger.error("execution \(run.executionID): the model provider failed: \(String(reflecting: error))")
+                failure = ModelError(code: "model_error", message: "The model provider failed.")
+            }
+            // What the recorder stored before the failure is in the log: fold it in (an append failure wins).
+            run.fold(try await recorder.finish())
+            logger.warning("execution \(run.executionID): model request failed: \(failure)")
+            if !recorder.producedOutput, failure.retryable, attempt < Self.maxRequestRetries {
+                attempt += 1
+                try await Task.sleep(for: Self.backoff(attempt: attempt, retryAfter: failure.retryAfter))
                 continue
             }
-            let context = ModelContext(
-                messages: messages, toolCalls: state.calls.map { ($0.name, $0.input, $0.result ?? .error("missing")) })
-            let turn = model.respond(context)
-            try await stream(turn.text, alreadySent: state.partialText, id: id, fence: fence)
-            state.partialText = ""
-            let event: NewEvent
-            if let call = turn.toolCall {
-                let callID = "call_" + Identifiers.token(16)
-                event = NewEvent(
-                    .toolCall, ["toolCallId": .string(callID), "toolName": .string(call.name), "input": call.input])
+            let aborted = NewEvent(.turnAborted, ["turnId": .string(turnID), "reason": .string(failure.message)])
+            if recorder.producedOutput, failure.retryable {
+                // Output had streamed: void the turn; the next round asks the model again.
+                try await run.append([aborted])
             } else {
-                event = NewEvent(.finish, ["status": "completed"], status: .completed)
-            }
-            try await store.append(id, fence: fence, events: [event])
-            state.apply(event.type.rawValue, event.data)
-        }
-    }
-
-    /// Streams `text` token by token, skipping what a previous owner already streamed of it.
-    private func stream(_ text: String, alreadySent: String, id: String, fence: Int) async throws {
-        var remaining = Substring(text)
-        if !alreadySent.isEmpty {
-            if text.hasPrefix(alreadySent) {
-                remaining = text.dropFirst(alreadySent.count)
-            } else {
-                logger.warning("execution \(id): the regenerated turn differs from the logged one; streaming it whole")
-            }
-        }
-        let tokens = DemoModel.tokens(String(remaining))
-        if tokenDelay == .zero {
-            // As fast as possible: many tokens per script call.
-            var start = 0
-            while start < tokens.count {
-                try Task.checkCancellation()
-                let chunk = tokens[start..<min(start + 256, tokens.count)]
-                try await store.append(id, fence: fence, events: chunk.map { NewEvent(.text, ["text": .string($0)]) })
-                start += 256
+                try await run.append([aborted] + ExecutionRun.failure(code: failure.code, message: failure.message))
             }
             return
         }
-        try await TokenStreamer(store: store, executionID: id, fence: fence, tokens: tokens, pacer: pacer).run()
     }
 
-    /// Brings a tool call without a result to its result (approval first when the tool needs it); returns the
-    /// events it appended.
-    private func settle(_ call: Call, id: String, fence: Int) async throws -> [NewEvent] {
-        var appended: [NewEvent] = []
-        func append(_ event: NewEvent) async throws {
-            try await store.append(id, fence: fence, events: [event])
-            appended.append(event)
-        }
-        guard let tool = tools[call.name] else {
-            try await append(
-                NewEvent(
-                    .toolError, ["toolCallId": .string(call.id), "errorText": .string("unknown tool \(call.name)")]))
-            return appended
-        }
-        if tool.needsApproval {
-            if !call.approvalRequested {
-                let approvalID = "appr_" + Identifiers.token(16)
-                let request: JSON = [
-                    "approvalId": .string(approvalID), "toolCallId": .string(call.id), "toolName": .string(call.name),
-                    "input": call.input,
-                    "requestedAt": .string(Identifiers.isoTimestamp(milliseconds: Identifiers.nowMilliseconds())),
-                ]
-                try await append(
-                    NewEvent(
-                        .approvalRequest,
-                        [
-                            "approvalId": .string(approvalID), "toolCallId": .string(call.id),
-                            "toolName": .string(call.name), "input": call.input,
-                        ], status: .suspended, approvalField: (call.id, request.rendered)))
-            }
-            let decision = try await waitForDecision(id, toolCallID: call.id)
-            try Task.checkCancellation()
-            if decision["approved"]?.boolValue != true {
-                let reason: JSON = decision["reason"] ?? .null
-                try await append(NewEvent(.toolDenied, ["toolCallId": .string(call.id), "reason": reason]))
-                return appended
-            }
-        }
-        do {
-            let output = try await tool.run(call.input, call.id)
-            try await append(NewEvent(.toolOutput, ["toolCallId": .string(call.id), "output": output]))
-        } catch let failure as ToolFailure {
-            try await append(
-                NewEvent(.toolError, ["toolCallId": .string(call.id), "errorText": .string(failure.message)]))
-        }
-        return appended
+    /// The pause before retry `attempt` (1, 2, 3…): 0.5 s doubling, with jitter, at most 8 s; at least what
+    /// `Retry-After` asked, up to a minute.
+    static func backoff(attempt: Int, retryAfter: Duration?) -> Duration {
+        let base = min(8.0, 0.5 * Double(1 << min(attempt - 1, 10)))
+        let jittered = base * Double.random(in: 0.5...1.0)
+        let asked = retryAfter.map { min(60, Double($0.components.seconds)) } ?? 0
+        return .milliseconds(Int64(max(jittered, asked) * 1000))
     }
 
-    /// Subscribes to the approvals channel first, then reads the stored decision, then waits: a decision made at
-    /// any moment is seen. A re-read every few seconds covers an announcement lost to a reconnect.
-    private func waitForDecision(_ id: String, toolCallID: String) async throws -> JSON {
+    /// `turn-finished`, with each call's complete input (or why its arguments are not valid JSON).
+    static func turnFinished(_ turnID: String, _ outcome: TurnRecorder.Outcome) -> NewEvent {
+        let calls: [JSON] = outcome.calls.map { call in
+            var entry: [String: JSON] = ["toolCallId": .string(call.id), "toolName": .string(call.name)]
+            let text = call.arguments.trimmingCharacters(in: .whitespacesAndNewlines)
+            switch Result(catching: { () throws(JSONError) -> JSON in
+                try JSON.parse(Array((text.isEmpty ? "{}" : text).utf8))
+            }) {
+            case .success(let input): entry["input"] = input
+            case .failure(let error):
+                entry["inputError"] = .string("the arguments are not valid JSON (\(error.reason))")
+            }
+            return .object(entry)
+        }
+        var usage: [String: JSON] = [:]
+        usage["inputTokens"] = outcome.inputTokens.map { .number(Double($0)) } ?? .null
+        usage["outputTokens"] = outcome.outputTokens.map { .number(Double($0)) } ?? .null
+        return NewEvent(
+            .turnFinished,
+            [
+                "turnId": .string(turnID),
+                "finishReason": .string(outcome.finishReason ?? (outcome.calls.isEmpty ? "stop" : "tool_calls")),
+                "usage": .object(usage), "toolCalls": .array(calls),
+            ])
+    }
+
+    // MARK: - Tools and approvals
+
+    /// One approval request per call, in one append; the execution waits (`suspended`) from the last of them.
+    private func approvalRequests(_ ids: [String], _ state: AgentState) -> [NewEvent] {
+        let now = Identifiers.isoTimestamp(milliseconds: Identifiers.nowMilliseconds())
+        return ids.enumerated().map { index, id in
+            let call = state.turns.last?.calls.first { $0.id == id }
+            let name = JSON.string(call?.name ?? "")
+            let input = call?.input ?? .object([:])
+            let approvalID = JSON.string("appr_" + Identifiers.token(16))
+            let request: JSON = [
+                "approvalId": approvalID, "toolCallId": .string(id), "toolName": name, "input": input,
+                "requestedAt": .string(now),
+            ]
+            return NewEvent(
+                .approvalRequest,
+                ["approvalId": approvalID, "toolCallId": .string(id), "toolName": name, "input": input],
+                status: index == ids.count - 1 ? .suspended : nil, approvalField: (id, request.rendered))
+        }
+    }
+
+    /// Runs the calls concurrently; each result is appended as soon as it comes.
+    private func runTools(_ ids: [String], _ run: ExecutionRun) async throws {
+        let headers = try await store.forwardedHeaders(run.executionID)
+        var logger = self.logger
+        logger[metadataKey: "execution"] = .string(run.executionID)
+        let jobs: [(id: String, tool: any AgentTool, input: JSON)] = ids.compactMap { id in
+            guard let call = run.call(id), let tool = tools[call.name] else { return nil }
+            return (id, tool, call.input ?? .object([:]))
+        }
+        let executionID = run.executionID
+        try await withThrowingTaskGroup(of: (String, ToolOutcome).self) { group in
+            for job in jobs {
+                let context = ToolContext(
+                    executionID: executionID, toolCallID: job.id, forwardedHeaders: headers,
+                    deadline: .now + .seconds(120), logger: logger)
+                group.addTask { (job.id, await job.tool.run(job.input, context: context)) }
+            }
+            for try await (id, outcome) in group {
+                switch outcome {
+                case .output(let output):
+                    try await run.append([NewEvent(.toolOutput, ["toolCallId": .string(id), "output": output])])
+                case .failure(let message):
+                    try await run.append([
+                        NewEvent(.toolError, ["toolCallId": .string(id), "errorText": .string(message)])
+                    ])
+                }
+            }
+        }
+    }
+
+    /// Subscribes to the approvals channel first, then reads the log's new entries (where the decide script puts each
+    /// decision), then waits for an announcement: a decision made at any moment is seen. A re-read every few
+    /// seconds covers an announcement lost to a reconnect. Returns once one of `ids` is decided.
+    private func waitForDecisions(_ ids: [String], _ run: ExecutionRun) async throws {
         waiting.add(1)
         defer { waiting.add(-1) }
         let subscription = try await store.redis.subscriber.subscribe(
-            store.keys.approvalsChannel(id), bufferingPolicy: .bufferingNewest(16))
+            store.keys.approvalsChannel(run.executionID), bufferingPolicy: .bufferingNewest(16))
         defer { subscription.cancel() }
-        if let decision = try await store.decision(id, toolCallID: toolCallID) { return decision }
-        return try await withThrowingTaskGroup(of: JSON?.self) { group in
+        let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
-                for await message in subscription where message.string == toolCallID {
-                    if let decision = try? await store.decision(id, toolCallID: toolCallID) { return decision }
-                }
-                return nil
+                for await _ in subscription { wake.yield() }
             }
             group.addTask {
                 while true {
                     try await Task.sleep(for: .seconds(5))
-                    // A failed read (Redis restarting) is simply tried again at the next round.
-                    if let decision = try? await store.decision(id, toolCallID: toolCallID) { return decision }
+                    wake.yield()
                 }
             }
             defer { group.cancelAll() }
-            while let result = try await group.next() {
-                if let result { return result }
+            wake.yield()
+            for await _ in wakeups {
+                try Task.checkCancellation()
+                // A failed read (Redis restarting) is simply tried again at the next wake-up.
+                try? await run.readNew()
+                if ids.contains(where: { run.call($0)?.decision != nil }) || run.state.finished { return }
             }
             throw CancellationError()
         }
     }
-
 }
 
-extension AgentRunner.Rebuilt {
-    /// Folds one event of the log into the state.
-    mutating func apply(_ type: String, _ data: JSON) {
-        let callID = data["toolCallId"]?.stringValue
-        let index = calls.lastIndex { $0.id == callID }
-        switch type {
-        case EventType.text.rawValue:
-            partialText += data["text"]?.stringValue ?? ""
-        case EventType.toolCall.rawValue:
-            calls.append(
-                .init(id: callID ?? "", name: data["toolName"]?.stringValue ?? "", input: data["input"] ?? .null))
-            partialText = ""
-        case EventType.approvalRequest.rawValue:
-            if let index { calls[index].approvalRequested = true }
-        case EventType.toolOutput.rawValue:
-            if let index { calls[index].result = .output(data["output"] ?? .null) }
-        case EventType.toolError.rawValue:
-            if let index { calls[index].result = .error(data["errorText"]?.stringValue ?? "") }
-        case EventType.toolDenied.rawValue:
-            if let index { calls[index].result = .denied(data["reason"]?.stringValue) }
-        case EventType.finish.rawValue:
-            finished = true
-        default:
-            break
+/// One execution as a runner drives it: its state, the newest log entry folded in, and its appends (fenced).
+/// Confined to the task that runs the execution.
+final class ExecutionRun {
+    let store: ExecutionStore
+    let executionID: String
+    let fence: Int
+    private(set) var state = AgentState()
+    private var lastID: StreamID?
+
+    init(store: ExecutionStore, executionID: String, fence: Int) {
+        self.store = store
+        self.executionID = executionID
+        self.fence = fence
+    }
+
+    /// Reads the whole log into the state.
+    func load() async throws {
+        for event in try await store.allEvents(executionID) { apply(event) }
+    }
+
+    /// Reads and folds in the entries appended since the last one seen (decisions come this way).
+    func readNew() async throws {
+        while true {
+            let events = try await store.events(executionID, after: lastID, count: 1000)
+            for event in events { apply(event) }
+            if events.count < 1000 { return }
         }
+    }
+
+    private func apply(_ event: StoredEvent) {
+        if let position = event.position, let last = lastID, position <= last { return }
+        state.apply(event.type, event.json)
+        lastID = event.position ?? lastID
+    }
+
+    /// Appends events (fenced) and folds them in.
+    func append(_ events: [NewEvent]) async throws {
+        let ids = try await store.append(executionID, fence: fence, events: events)
+        for event in events { state.apply(event.type.rawValue, event.data) }
+        if let last = ids.last.flatMap({ StreamID($0) }) { lastID = last }
+    }
+
+    /// Folds in the events a ``TurnRecorder`` already stored.
+    func fold(_ outcome: TurnRecorder.Outcome) {
+        for event in outcome.events { state.apply(event.type.rawValue, event.data) }
+        if let last = outcome.lastID.flatMap({ StreamID($0) }) { lastID = last }
+    }
+
+    /// Ends the execution as failed: an `error` event with a stable code and a message for people, then `finish`.
+    func fail(code: String, message: String) async throws {
+        try await append(Self.failure(code: code, message: message))
+    }
+
+    static func failure(code: String, message: String) -> [NewEvent] {
+        [
+            NewEvent(.error, ["code": .string(code), "message": .string(message)]),
+            NewEvent(.finish, ["status": "failed"], status: .failed),
+        ]
+    }
+
+    /// The call with that id, in any turn.
+    func call(_ id: String) -> AgentState.Call? {
+        for turn in state.turns.reversed() {
+            if let call = turn.calls.last(where: { $0.id == id }) { return call }
+        }
+        return nil
     }
 }
 

@@ -31,7 +31,7 @@ public final class WorkerService: Service, Sendable {
         let waiting = WaitGauge()
         self.waiting = waiting
         self.runner = AgentRunner(
-            store: store, tokenDelay: .milliseconds(config.demo.tokenDelayMilliseconds), waiting: waiting,
+            store: store, agents: config.agents, providers: Providers.make(for: config), waiting: waiting,
             logger: logger)
         self.concurrency = max(1, config.workers.concurrency)
         self.lease = .milliseconds(Int64(config.workers.leaseSeconds * 1000))

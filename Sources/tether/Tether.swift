@@ -58,7 +58,8 @@ struct ConfigOptions: ParsableArguments {
         }
         do {
             return try TetherConfig.load(
-                file: FileManager.default.fileExists(atPath: path) ? path : nil, environment: environment)
+                file: FileManager.default.fileExists(atPath: path) ? path : nil, environment: environment,
+                toolNames: Set(DemoTools.all.keys))
         } catch {
             FileHandle.standardError.write(Data("tether: invalid configuration:\n\(error)\n".utf8))
             throw ExitCode(78)
@@ -151,8 +152,13 @@ struct KeysCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let token = try await options.withKeys { _, keys in
-                try await keys.create(tenant: tenant, agent: agent).token
+            let token = try await options.withKeys { config, keys in
+                guard config.agent(agent) != nil else {
+                    throw ValidationError(
+                        "no agent \(agent) is configured; the agents are \(config.agents.map(\.id).joined(separator: ", "))"
+                    )
+                }
+                return try await keys.create(tenant: tenant, agent: agent).token
             }
             print(token)
         }

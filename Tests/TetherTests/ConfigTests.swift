@@ -136,6 +136,97 @@ struct ConfigTests {
         #expect(sources.contains("environment variable TETHER_PREFIX"))
     }
 
+    static let tools: Set<String> = ["get_weather", "get_time", "send_email"]
+    static let agentContext = ConfigContext(
+        environment: ["OPENAI_API_KEY": "sk-test", "ANTHROPIC_KEY": "x"], toolNames: tools)
+
+    @Test func agentsAreReadWithTheirModels() throws {
+        let config = try TetherConfig.parse(
+            yaml: """
+                agents:
+                  - id: support
+                    model:
+                      provider: openai
+                      name: gpt-4.1-mini
+                      baseURL: https://api.openai.com/v1/
+                      apiKeyEnv: OPENAI_API_KEY
+                      headers: {OpenAI-Organization: org-1}
+                      temperature: 0.2
+                      maxOutputTokens: 1024
+                      timeoutSeconds: 120
+                    system: "You are helpful."
+                    tools: [get_weather, send_email]
+                    maxSteps: 8
+                    approvalTimeoutSeconds: 86400
+                  - id: claude
+                    model: {provider: anthropic, name: claude-sonnet-4-5, apiKeyEnv: ANTHROPIC_KEY}
+                  - id: local
+                    model: {provider: openai, name: llama3.2, baseURL: "http://127.0.0.1:11434/v1"}
+                """, context: Self.agentContext)
+        #expect(config.agents.map(\.id) == ["support", "claude", "local", "demo"])
+        let support = try #require(config.agent("support"))
+        #expect(support.model.provider == .openai)
+        #expect(support.model.baseURL == "https://api.openai.com/v1")
+        #expect(support.model.apiKeyEnvironment == "OPENAI_API_KEY")
+        #expect(support.model.headers == ["OpenAI-Organization": "org-1"])
+        #expect(support.model.temperature == 0.2)
+        #expect(support.model.maxOutputTokens == 1024)
+        #expect(support.system == "You are helpful.")
+        #expect(support.tools == ["get_weather", "send_email"])
+        #expect(config.agent("claude")?.model.resolvedBaseURL == "https://api.anthropic.com")
+        #expect(config.agent("local")?.model.apiKeyEnvironment == nil)
+        #expect(config.agent("local")?.maxSteps == 8)
+        #expect(try TetherConfig.parse(yaml: "").agents == [.demo])
+    }
+
+    @Test(arguments: [
+        ("agents:\n  - id: a\n    model: {provider: gemini, name: g}", "agents[0].model.provider", "one of openai"),
+        ("agents:\n  - id: a\n    model: {provider: openai}", "agents[0].model.name", "required"),
+        (
+            "agents:\n  - id: a\n    model: {provider: openai, name: m, apiKeyEnv: NOT_SET}",
+            "agents[0].model.apiKeyEnv",
+            "not set"
+        ),
+        (
+            "agents:\n  - id: a\n    model: {provider: openai, name: m, apiKeyEnv: sk-abc123}",
+            "agents[0].model.apiKeyEnv",
+            "not the key itself"
+        ),
+        ("agents:\n  - id: a\n    model: {provider: anthropic, name: m}", "agents[0].model.apiKeyEnv", "required"),
+        (
+            "agents:\n  - id: a\n    model: {provider: openai, name: m, baseURL: ftp://x}", "agents[0].model.baseURL",
+            "http"
+        ),
+        (
+            "agents:\n  - id: a\n    model: {provider: openai, name: m, temperature: 3}", "agents[0].model.temperature",
+            "from 0 to 2"
+        ),
+        ("agents:\n  - id: a\n    model: {provider: openai, name: m, key: x}", "agents[0].model.key", "unknown field"),
+        (
+            "agents:\n  - id: a\n    model: {provider: demo}\n    tools: [get_wether]", "agents[0].tools[0]",
+            "unknown tool"
+        ),
+        ("agents:\n  - id: a\n    model: {provider: demo}\n    maxSteps: 0", "agents[0].maxSteps", "from 1"),
+        ("agents:\n  - id: 'a:b'\n    model: {provider: demo}", "agents[0].id", "characters of"),
+        (
+            "agents:\n  - id: a\n    model: {provider: demo}\n  - id: a\n    model: {provider: demo}", "agents[1].id",
+            "declared twice"
+        ),
+        ("agents:\n  - id: a", "agents[0].model", "required"),
+        ("agents:\n  - id: a\n    model: {provider: demo}\n    prompt: hi", "agents[0].prompt", "unknown field"),
+        (
+            "agents:\n  - id: a\n    model: {provider: openai, name: m, headers: {'bad name': x}}",
+            "agents[0].model.headers.bad name", "header name"
+        ),
+    ])
+    func aBadAgentIsRefusedNamingItsField(yaml: String, field: String, problem: String) throws {
+        let error = try #require(throws: ConfigError.self) {
+            try TetherConfig.parse(yaml: yaml, file: "agents.yaml", context: Self.agentContext)
+        }
+        #expect(error.problems.contains { $0.field == field && $0.problem.contains(problem) }, "\(error)")
+        #expect(error.problems.allSatisfy { $0.source.hasPrefix("agents.yaml:") }, "\(error)")
+    }
+
     @Test func namesRules() {
         for good in ["acme", "a", "Acme-1.prod_x", String(repeating: "a", count: 64)] {
             #expect(Names.problem(good) == nil, "\(good)")

@@ -31,10 +31,12 @@ struct ExecutionFlowTests {
         // The reply, the tool call (arguments sent once), and the tool's output.
         let text = replyText(frames)
         #expect(text == "Let me check the weather in Lyon.The weather in Lyon is sunny, 21°C.")
-        let call = try #require(frames.compactMap(\.toolCall).first)
+        // As OpenAI streams it: a first chunk with the id and name, then the arguments in fragments, once.
+        let calls = toolCalls(frames)
+        #expect(calls.count == 1)
+        let call = try #require(calls.first)
         #expect(call["function"]?["name"]?.stringValue == "get_weather")
         #expect(call["function"]?["arguments"]?.stringValue == "{\"city\":\"Lyon\"}")
-        #expect(frames.compactMap(\.toolCall).count == 1)
         let output = try #require(frames.first { $0.type == "tool-output-available" }?.typed)
         #expect(output["output"]?["forecast"]?.stringValue == "sunny")
         #expect(output["toolCallId"] == call["id"])

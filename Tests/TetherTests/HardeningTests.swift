@@ -99,7 +99,12 @@ struct HardeningTests {
     }
 
     struct Boom: Error, CustomStringConvertible {
-        var description: String { "Boom at /srv/internal/tools.swift:12 (connection refused to 10.0.0.7)" }
+        var description: String { "Boom at /srv/internal/provider.swift:12 (connection refused to 10.0.0.7)" }
+    }
+
+    /// A provider that fails with a Swift error full of internals.
+    struct FailingProvider: ModelProvider {
+        func streamTurn(_ request: ModelRequest, into sink: any TurnSink) async throws { throw Boom() }
     }
 
     @Test func aFailedRunTellsTheClientACodeAndAMessageNotTheSwiftError() async throws {
@@ -107,19 +112,18 @@ struct HardeningTests {
         defer { harness.stop() }
         let stream = try await harness.create("What's the weather in Paris?")
         let id = stream.executionID
-        let failing = Tool(name: "get_weather", needsApproval: false) { _, _ in throw Boom() }
         let runner = AgentRunner(
-            store: harness.store, tools: ["get_weather": failing], tokenDelay: .zero,
+            store: harness.store, agents: [.demo], providers: ["demo": FailingProvider()],
             logger: Harness.quietLogger("tether.worker"))
         let claim = try #require(try await harness.store.claim(id, owner: "test"))
         try await runner.run(id, fence: claim.fence)
         let frames = try await readFrames(stream) { _ in false }
         #expect(frames.last?.finishReason == "error")
         let error = try #require(frames.first { $0.typed?["data"]?["type"]?.stringValue == "error" }?.typed?["data"])
-        #expect(error["code"]?.stringValue == "agent_error")
+        #expect(error["code"]?.stringValue == "model_error")
         let status = try JSON.parse(try await harness.status(id).body)
         #expect(status["status"]?.stringValue == "failed")
-        #expect(status["error"]?["code"]?.stringValue == "agent_error")
+        #expect(status["error"]?["code"]?.stringValue == "model_error")
         for text in [error["message"]?.stringValue ?? "", status["error"]?["message"]?.stringValue ?? ""] {
             #expect(!text.isEmpty)
             for leak in ["Boom", "/srv/", "10.0.0.7", "Error(", "TetherTests", "HardeningTests"] {

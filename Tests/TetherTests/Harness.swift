@@ -157,7 +157,6 @@ struct Frame {
         return try? JSON.parse(content)
     }
     var type: String? { typed?["type"]?.stringValue }
-    var toolCall: JSON? { delta["tool_calls"]?.arrayValue?.first }
 }
 
 /// Reads SSE frames until `stop` says so for the frames of this call (or the stream ends); frames already parsed
@@ -166,9 +165,53 @@ func readFrames(_ stream: HTTPStream, until stop: ([Frame]) -> Bool) async throw
     try await stream.events.read(as: Frame.init, until: stop)
 }
 
-/// The reply text of a list of frames (plain text deltas only).
+/// The reply text of a list of frames (plain text deltas only), as a client shows it: the text of a turn that was
+/// aborted (`turn-aborted`) is dropped, since the turn is redone.
 func replyText(_ frames: [Frame]) -> String {
-    frames.filter { $0.typed == nil }.compactMap(\.content).joined()
+    var text = ""
+    var turnStart = text.endIndex
+    for frame in frames {
+        if let typed = frame.typed {
+            switch typed["data"]?["type"]?.stringValue {
+            case "turn-started": turnStart = text.endIndex
+            case "turn-aborted": text = String(text[..<turnStart])
+            default: break
+            }
+        } else if let content = frame.content {
+            text += content
+        }
+    }
+    return text
+}
+
+/// The tool calls of a list of frames, assembled as an OpenAI client does: by index within each turn, the first
+/// chunk's id and name, then the argument fragments concatenated.
+func toolCalls(_ frames: [Frame]) -> [JSON] {
+    var calls: [JSON] = []
+    var turn: [Int: Int] = [:]
+    for frame in frames {
+        if frame.typed?["data"]?["type"]?.stringValue == "turn-started" { turn = [:] }
+        for delta in frame.delta["tool_calls"]?.arrayValue ?? [] {
+            let index = Int(delta["index"]?.numberValue ?? 0)
+            if let id = delta["id"]?.stringValue {
+                turn[index] = calls.count
+                calls.append([
+                    "id": .string(id),
+                    "function": [
+                        "name": delta["function"]?["name"] ?? .null,
+                        "arguments": .string(delta["function"]?["arguments"]?.stringValue ?? ""),
+                    ],
+                ])
+            } else if let slot = turn[index], let fragment = delta["function"]?["arguments"]?.stringValue {
+                let arguments = (calls[slot]["function"]?["arguments"]?.stringValue ?? "") + fragment
+                calls[slot] = [
+                    "id": calls[slot]["id"] ?? .null,
+                    "function": ["name": calls[slot]["function"]?["name"] ?? .null, "arguments": .string(arguments)],
+                ]
+            }
+        }
+    }
+    return calls
 }
 
 extension HTTPStream {

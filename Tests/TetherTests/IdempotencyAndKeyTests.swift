@@ -33,8 +33,9 @@ struct IdempotencyAndKeyTests {
     @Test func tenantsWhoseNamesJoinAlikeNeverShareAnIdempotencyKey() async throws {
         let harness = try await Harness.start()
         defer { harness.stop() }
-        let first = try await storedKey(harness, tenant: "a:b", agent: "c")
-        let second = try await storedKey(harness, tenant: "a", agent: "b:c")
+        // "a:b" + "demo" and "a" + "b:demo" once joined into the same idempotency key.
+        let first = try await storedKey(harness, tenant: "a:b", agent: "demo")
+        let second = try await storedKey(harness, tenant: "a", agent: "b:demo")
         let one = try await post(harness, token: first, key: "collide-1")
         #expect(one.status == 200)
         _ = try await readFrames(one) { _ in false }
@@ -42,8 +43,10 @@ struct IdempotencyAndKeyTests {
         #expect(two.status == 200)
         #expect(two.headers["idempotent-replayed"] == nil)
         #expect(two.executionID != one.executionID)
+        // No worker runs an agent "b:demo": the execution fails, but it is its own.
         let frames = try await readFrames(two) { _ in false }
-        #expect(frames.last?.finishReason == "stop")
+        #expect(frames.last?.finishReason == "error")
+        #expect(frames.allSatisfy { $0.chunk["id"]?.stringValue == two.executionID })
         // Each tenant's own retry replays its own execution only.
         let again = try await post(harness, token: second, key: "collide-1")
         #expect(again.headers["idempotent-replayed"] == "true")

@@ -42,18 +42,33 @@ struct PacingTests {
         #expect(NIODeadline.now() - start >= .milliseconds(70))
     }
 
+    /// A paced demo turn: the emitter hands tokens to the recorder, which appends them.
+    struct PacedTurn {
+        let recorder: TurnRecorder
+        let emitter: PacedEmitter
+
+        func run() async throws {
+            try await withTaskCancellationHandler {
+                try await emitter.run()
+            } onCancel: {
+                emitter.cancel()
+            }
+            _ = try await recorder.finish()
+        }
+    }
+
     /// A started execution claimed by this test, and a turn of `count` tokens streamed into it `delay` apart.
     func turn(_ harness: Harness, count: Int, delay: TimeAmount) async throws -> (
-        id: String, tokens: [String], streamer: TokenStreamer
+        id: String, tokens: [String], streamer: PacedTurn
     ) {
         let stream = try await harness.create("hi")
         stream.close()
         let id = stream.executionID
         let claim = try #require(try await harness.store.claim(id, owner: "test"))
         let tokens = (0..<count).map { "t\($0) " }
-        let streamer = TokenStreamer(
-            store: harness.store, executionID: id, fence: claim.fence, tokens: tokens, pacer: Pacer(delay: delay))
-        return (id, tokens, streamer)
+        let recorder = TurnRecorder(store: harness.store, executionID: id, fence: claim.fence, turnID: "turn_test")
+        let emitter = PacedEmitter(events: tokens.map { .textDelta($0) }, sink: recorder, pacer: Pacer(delay: delay))
+        return (id, tokens, PacedTurn(recorder: recorder, emitter: emitter))
     }
 
     func texts(_ harness: Harness, _ id: String) async throws -> [String] {
@@ -62,9 +77,8 @@ struct PacingTests {
         }
     }
 
-    @Test func aTurnWithNothingLeftToSendReturnsAndCompletesItsPromise() async throws {
-        // A resumed turn whose text was all stored has no tokens; its promise must not leak (a debug build traps on
-        // a promise released uncompleted).
+    @Test func aTurnWithNothingToSendReturnsAndCompletesItsPromise() async throws {
+        // A turn with no tokens: its promise must not leak (a debug build traps on a promise released uncompleted).
         let harness = try await Harness.start(withWorker: false)
         defer { harness.stop() }
         let (id, _, streamer) = try await turn(harness, count: 0, delay: .milliseconds(2))
@@ -108,5 +122,27 @@ struct PacingTests {
         let stored = try await texts(harness, id)
         #expect(stored.count < tokens.count)
         #expect(stored == Array(tokens.prefix(stored.count)))
+    }
+
+    @Test func aBurstOfEventsIsStoredInOrderInFewAppends() async throws {
+        let harness = try await Harness.start(withWorker: false)
+        defer { harness.stop() }
+        let stream = try await harness.create("hi")
+        stream.close()
+        let claim = try #require(try await harness.store.claim(stream.executionID, owner: "test"))
+        let recorder = TurnRecorder(
+            store: harness.store, executionID: stream.executionID, fence: claim.fence, turnID: "turn_burst")
+        let tokens = (0..<2000).map { "b\($0) " }
+        var last: EventLoopFuture<Void>?
+        for token in tokens { last = recorder.emit(.textDelta(token)) }
+        try await last?.get()
+        let outcome = try await recorder.finish()
+        #expect(outcome.events.count == 2000)
+        #expect(try await texts(harness, stream.executionID) == tokens)
+        // Every event is its own entry, with the turn and part it belongs to.
+        let first = try #require(
+            try await harness.store.allEvents(stream.executionID).first { $0.type == EventType.text.rawValue })
+        #expect(first.json["turnId"]?.stringValue == "turn_burst")
+        #expect(first.json["partId"]?.stringValue == "p1")
     }
 }

@@ -128,6 +128,8 @@ struct ProcessTests {
         #expect(unknown != 0)
         // Names that could run into the next part of a Redis key are refused.
         #expect(try runTether("keys create", harness, arguments: ["--tenant", "a:b", "--agent", "c"]).0 != 0)
+        // So is an agent that is not configured.
+        #expect(try runTether("keys create", harness, arguments: ["--tenant", "acme", "--agent", "nosuch"]).0 != 0)
     }
 
     @Test func aBadConfigurationStartsNothingAndSaysWhereTheProblemIs() async throws {

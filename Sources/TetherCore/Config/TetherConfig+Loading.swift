@@ -27,15 +27,18 @@ public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
 extension TetherConfig {
     /// Reads `file` (when given; missing sections and fields keep their defaults), then the environment
     /// overrides, checking every value against ``settings``. Throws every problem found, not only the first.
-    public static func load(file: String?, environment: [String: String] = ProcessInfo.processInfo.environment)
-        throws(ConfigError) -> TetherConfig
-    {
+    /// `toolNames`, when given, are the tools agents may name.
+    public static func load(
+        file: String?, environment: [String: String] = ProcessInfo.processInfo.environment,
+        toolNames: Set<String>? = nil
+    ) throws(ConfigError) -> TetherConfig {
         var config = TetherConfig()
         var problems: [ConfigProblem] = []
         if let file {
             do {
                 let text = try String(contentsOfFile: file, encoding: .utf8)
-                problems += config.read(yaml: text, file: file)
+                problems += config.read(
+                    yaml: text, file: file, context: ConfigContext(environment: environment, toolNames: toolNames))
             } catch {
                 problems.append(ConfigProblem(source: file, field: "-", problem: "cannot be read: \(error)"))
             }
@@ -46,9 +49,11 @@ extension TetherConfig {
     }
 
     /// Parses YAML text (missing sections and fields keep their defaults); `file` names it in errors.
-    public static func parse(yaml: String, file: String = "configuration") throws(ConfigError) -> TetherConfig {
+    public static func parse(yaml: String, file: String = "configuration", context: ConfigContext = ConfigContext())
+        throws(ConfigError) -> TetherConfig
+    {
         var config = TetherConfig()
-        let problems = config.read(yaml: yaml, file: file)
+        let problems = config.read(yaml: yaml, file: file, context: context)
         guard problems.isEmpty else { throw ConfigError(problems: problems) }
         return config
     }
@@ -74,14 +79,14 @@ extension TetherConfig {
         return problems
     }
 
-    private mutating func read(yaml: String, file: String) -> [ConfigProblem] {
+    private mutating func read(yaml: String, file: String, context: ConfigContext) -> [ConfigProblem] {
         let root: Node?
         do {
             root = try Yams.compose(yaml: yaml)
         } catch {
             return [ConfigProblem(source: file, field: "-", problem: "is not valid YAML: \(error)")]
         }
-        guard let root, !Self.isNull(root) else { return [] }
+        guard let root, !ConfigReader.isNull(root) else { return [] }
         func at(_ node: Node) -> String { node.mark.map { "\(file):\($0.line)" } ?? file }
         guard let mapping = root.mapping else {
             return [ConfigProblem(source: at(root), field: "-", problem: "the file must be a mapping of sections")]
@@ -91,7 +96,11 @@ extension TetherConfig {
         for (keyNode, value) in mapping {
             let section = keyNode.string ?? ""
             if section == "apiKeys" {
-                problems += readAPIKeys(value, at: at)
+                problems += readAPIKeys(value, file: file)
+                continue
+            }
+            if section == "agents" {
+                problems += readAgents(value, file: file, context: context)
                 continue
             }
             guard Self.sections.contains(section) else {
@@ -101,7 +110,7 @@ extension TetherConfig {
                         problem: "unknown section; expected one of \(Self.sections.joined(separator: ", "))"))
                 continue
             }
-            if Self.isNull(value) { continue }
+            if ConfigReader.isNull(value) { continue }
             guard let fields = value.mapping else {
                 problems.append(
                     ConfigProblem(source: at(value), field: section, problem: "must be a mapping of fields"))
@@ -119,7 +128,7 @@ extension TetherConfig {
                     continue
                 }
                 let list = fieldValue.sequence.map { $0.compactMap { $0.scalar?.string } }
-                let scalar = fieldValue.scalar.flatMap { Self.isNull(fieldValue) ? nil : $0.string }
+                let scalar = fieldValue.scalar.flatMap { ConfigReader.isNull(fieldValue) ? nil : $0.string }
                 if let problem = assign(setting, scalar: scalar, list: list) {
                     problems.append(ConfigProblem(source: at(fieldValue), field: path, problem: problem))
                 }
@@ -157,70 +166,37 @@ extension TetherConfig {
         return nil
     }
 
-    private mutating func readAPIKeys(_ node: Node, at: (Node) -> String) -> [ConfigProblem] {
-        if Self.isNull(node) { return [] }
-        guard let entries = node.sequence else {
-            return [ConfigProblem(source: at(node), field: "apiKeys", problem: "must be a list of keys")]
-        }
+    private mutating func readAPIKeys(_ node: Node, file: String) -> [ConfigProblem] {
         var problems: [ConfigProblem] = []
+        guard
+            let entries = ConfigReader.sequence(
+                node, path: "apiKeys", file: file, expected: "a list of keys", problems: &problems)
+        else { return problems }
         var keys: [APIKey] = []
-        let fieldNames = ["id", "tenant", "agent", "secretSha256"]
         for (index, entry) in entries.enumerated() {
-            let path = "apiKeys[\(index)]"
-            guard let mapping = entry.mapping else {
-                problems.append(
-                    ConfigProblem(
-                        source: at(entry), field: path, problem: "must be a mapping of id, tenant, agent, secretSha256"
-                    ))
-                continue
-            }
-            var values: [String: String] = [:]
-            for (key, value) in mapping {
-                let name = key.string ?? ""
-                guard fieldNames.contains(name) else {
-                    problems.append(
-                        ConfigProblem(
-                            source: at(key), field: "\(path).\(name)",
-                            problem: "unknown field; a key has id, tenant, agent, secretSha256"))
-                    continue
-                }
-                values[name] = value.scalar?.string
-            }
-            var entryProblems: [ConfigProblem] = []
-            func check(_ field: String, _ problem: (String) -> String?) {
-                guard let value = values[field] else {
-                    entryProblems.append(
-                        ConfigProblem(source: at(entry), field: "\(path).\(field)", problem: "is required"))
-                    return
-                }
-                if let problem = problem(value) {
-                    entryProblems.append(ConfigProblem(source: at(entry), field: "\(path).\(field)", problem: problem))
-                }
-            }
-            check("id") { id in
+            guard
+                var reader = ConfigReader(
+                    entry, path: "apiKeys[\(index)]", file: file,
+                    expected: "a mapping of id, tenant, agent, secretSha256", problems: &problems)
+            else { continue }
+            reader.refuseUnknown(["id", "tenant", "agent", "secretSha256"], what: "a key")
+            let id = reader.text("id", required: true) { id in
                 if keys.contains(where: { $0.id == id }) { return "\(JSON.quoted(id)) is declared twice" }
                 return APIKeys.isValidKeyID(id) ? nil : "must be 1-64 characters of A-Z a-z 0-9, got \(JSON.quoted(id))"
             }
-            check("tenant", Names.problem)
-            check("agent", Names.problem)
-            check("secretSha256") { digest in
+            let tenant = reader.text("tenant", required: true, check: Names.problem)
+            let agent = reader.text("agent", required: true, check: Names.problem)
+            let digest = reader.text("secretSha256", required: true) { digest in
                 digest.utf8.count == 64 && digest.utf8.allSatisfy({ $0.isHexDigit })
                     ? nil : "must be 64 hex digits (the SHA-256 of the key's secret part)"
             }
-            problems += entryProblems
-            if entryProblems.isEmpty, let id = values["id"], let tenant = values["tenant"], let agent = values["agent"],
-                let digest = values["secretSha256"]
-            {
+            problems += reader.problems
+            if let id, let tenant, let agent, let digest {
                 keys.append(APIKey(id: id, tenant: tenant, agent: agent, secretSha256: digest.lowercased()))
             }
         }
         apiKeys = keys
         return problems
-    }
-
-    private static func isNull(_ node: Node) -> Bool {
-        guard case .scalar(let scalar) = node else { return false }
-        return scalar.style == .plain && ["", "~", "null", "Null", "NULL"].contains(scalar.string)
     }
 }
 

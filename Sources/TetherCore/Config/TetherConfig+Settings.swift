@@ -31,16 +31,11 @@ extension TetherConfig {
         /// The valid values, as an error message says them.
         public var rangeDescription: String {
             switch kind {
-            case .integer(_, let range): "a whole number from \(range.lowerBound) to \(range.upperBound)"
-            case .number(_, let range):
-                "a number from \(Self.format(range.lowerBound)) to \(Self.format(range.upperBound))"
+            case .integer(_, let range): ConfigReader.describe(range)
+            case .number(_, let range): ConfigReader.describe(range)
             case .text: "text"
             case .texts: "a list of texts"
             }
-        }
-
-        static func format(_ value: Double) -> String {
-            value == value.rounded() && abs(value) < 1e15 ? String(Int(value)) : String(value)
         }
     }
 
@@ -76,7 +71,7 @@ extension TetherConfig {
     }
 
     /// The sections of the file, in order.
-    public static let sections = ["redis", "http", "streams", "workers", "demo", "apiKeys"]
+    public static let sections = ["redis", "http", "streams", "workers", "demo", "apiKeys", "agents"]
 
     static func redisURLProblem(_ url: String) -> String? {
         do {

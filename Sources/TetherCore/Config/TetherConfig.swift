@@ -109,6 +109,8 @@ public struct TetherConfig: Sendable, Equatable {
     public var demo = Demo()
     /// API keys from the file.
     public var apiKeys: [APIKey] = []
+    /// The agents: those of the file, and the built-in demo unless the file defines one named `demo`.
+    public var agents: [AgentDefinition] = [.demo]
 
     /// The defaults.
     public init() {}

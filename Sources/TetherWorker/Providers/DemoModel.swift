@@ -23,16 +23,6 @@ public struct ModelTurn: Sendable, Hashable {
     public func hash(into hasher: inout Hasher) { hasher.combine(text) }
 }
 
-/// What happened to a tool call, as the model sees it on its next turn.
-public enum ToolResult: Sendable, Hashable {
-    /// The tool ran and returned this output.
-    case output(JSON)
-    /// The tool failed.
-    case error(String)
-    /// A human denied the call, with this reason (or none).
-    case denied(String?)
-}
-
 /// The conversation so far, as a model sees it.
 public struct ModelContext: Sendable {
     /// The input messages.

@@ -1,0 +1,188 @@
+import NIOCore
+import NIOPosix
+import Synchronization
+import TetherCore
+
+/// Records one model turn in the log as the provider streams it: text deltas with their part ids, tool-call starts
+/// and argument fragments, in order, each its own entry.
+///
+/// Appends are pipelined one at a time: while one is in flight, the events that arrive queue up and go together in
+/// the next (at most ``batchLimit`` per append), so a fast provider costs few script calls and a paced one (the
+/// demo) one per token. Driven by event-loop callbacks: no task wakes up per event. The first failed append (the
+/// lease was lost, Redis is away) fails every later event too; ``finish()`` rethrows it.
+final class TurnRecorder: TurnSink, Sendable {
+    /// Most events in one append.
+    static let batchLimit = 256
+
+    /// What the turn came to, once streamed and stored.
+    struct Outcome {
+        /// The calls in the order the model made them, with their complete arguments.
+        var calls: [(id: String, name: String, arguments: String)]
+        var finishReason: String?
+        var inputTokens: Int?
+        var outputTokens: Int?
+        /// Every event appended, in order (the runner folds them into its state).
+        var events: [NewEvent]
+        /// The id of the last entry appended.
+        var lastID: String?
+    }
+
+    private struct Batch {
+        var events: [NewEvent]
+        let promise: EventLoopPromise<Void>
+    }
+
+    private struct State {
+        var part = 0
+        var inText = false
+        var calls: [(id: String, name: String, arguments: String)] = []
+        var finishReason: String?
+        var inputTokens: Int?
+        var outputTokens: Int?
+        /// Batches not yet stored; the first is in flight when `sending`.
+        var queue: [Batch] = []
+        var sending = false
+        var failure: (any Error)?
+        var stored: [NewEvent] = []
+        var lastID: String?
+        var drained: [EventLoopPromise<Void>] = []
+    }
+
+    let turnID: String
+    private let store: ExecutionStore
+    private let executionID: String
+    private let fence: Int
+    private let loop: any EventLoop
+    private let state = Mutex(State())
+
+    init(store: ExecutionStore, executionID: String, fence: Int, turnID: String) {
+        self.store = store
+        self.executionID = executionID
+        self.fence = fence
+        self.turnID = turnID
+        self.loop = MultiThreadedEventLoopGroup.currentEventLoop ?? store.redis.configuration.eventLoopGroup.any()
+    }
+
+    /// Whether any output (text or a tool call) was recorded: a failure after that cannot be retried silently.
+    var producedOutput: Bool { state.withLock { $0.part > 0 || !$0.calls.isEmpty } }
+
+    func emit(_ event: ModelEvent) -> EventLoopFuture<Void> {
+        let turn = JSON.string(turnID)
+        return state.withLock { state -> EventLoopFuture<Void>? in
+            switch event {
+            case .textDelta(let text):
+                guard !text.isEmpty else { return nil }
+                if !state.inText {
+                    state.part += 1
+                    state.inText = true
+                }
+                return enqueue(
+                    NewEvent(.text, ["turnId": turn, "partId": .string("p\(state.part)"), "text": .string(text)]),
+                    &state)
+            case .toolCallStart(let id, let name):
+                state.inText = false
+                guard !state.calls.contains(where: { $0.id == id }) else { return nil }
+                state.calls.append((id, name, ""))
+                return enqueue(
+                    NewEvent(
+                        .toolCallStart,
+                        [
+                            "turnId": turn, "toolCallId": .string(id), "toolName": .string(name),
+                            "index": .number(Double(state.calls.count - 1)),
+                        ]), &state)
+            case .toolCallDelta(let id, let arguments):
+                guard !arguments.isEmpty, let index = state.calls.firstIndex(where: { $0.id == id }) else {
+                    return nil
+                }
+                state.calls[index].arguments += arguments
+                return enqueue(
+                    NewEvent(
+                        .toolCallDelta,
+                        [
+                            "turnId": turn, "toolCallId": .string(id), "index": .number(Double(index)),
+                            "argumentsDelta": .string(arguments),
+                        ]), &state)
+            case .toolCallEnd:
+                return nil
+            case .usage(let input, let output):
+                if let input { state.inputTokens = input }
+                if let output { state.outputTokens = output }
+                return nil
+            case .finish(let reason):
+                state.finishReason = reason
+                return nil
+            }
+        } ?? loop.makeSucceededVoidFuture()
+    }
+
+    /// Queues an event (state locked); starts an append when none is in flight. Returns when it is stored.
+    private func enqueue(_ event: NewEvent, _ state: inout State) -> EventLoopFuture<Void> {
+        if let failure = state.failure { return loop.makeFailedFuture(failure) }
+        if let last = state.queue.indices.last, state.queue[last].events.count < Self.batchLimit,
+            !(state.sending && last == 0)
+        {
+            state.queue[last].events.append(event)
+            return state.queue[last].promise.futureResult
+        }
+        let batch = Batch(events: [event], promise: loop.makePromise())
+        state.queue.append(batch)
+        if !state.sending {
+            state.sending = true
+            let events = batch.events
+            loop.execute { self.send(events) }
+        }
+        return batch.promise.futureResult
+    }
+
+    private func send(_ events: [NewEvent]) {
+        store.submitAppend(executionID, fence: fence, events: events).whenComplete { result in
+            var toComplete: [EventLoopPromise<Void>] = []
+            var next: [NewEvent]?
+            var failure: (any Error)?
+            self.state.withLock { state in
+                let sent = state.queue.removeFirst()
+                toComplete.append(sent.promise)
+                switch result {
+                case .success(let ids):
+                    state.stored += sent.events
+                    if let last = ids.last { state.lastID = last }
+                    if let first = state.queue.first {
+                        next = first.events
+                    } else {
+                        state.sending = false
+                        toComplete += state.drained
+                        state.drained = []
+                    }
+                case .failure(let error):
+                    failure = error
+                    state.failure = error
+                    state.sending = false
+                    toComplete += state.queue.map(\.promise) + state.drained
+                    state.queue = []
+                    state.drained = []
+                }
+            }
+            for promise in toComplete {
+                if let failure { promise.fail(failure) } else { promise.succeed() }
+            }
+            if let next { self.send(next) }
+        }
+    }
+
+    /// Waits until every event emitted is stored; returns the turn's outcome, or throws the append failure.
+    func finish() async throws -> Outcome {
+        let wait = state.withLock { state -> EventLoopFuture<Void>? in
+            if let failure = state.failure { return loop.makeFailedFuture(failure) }
+            guard state.sending else { return nil }
+            let promise = loop.makePromise(of: Void.self)
+            state.drained.append(promise)
+            return promise.futureResult
+        }
+        try await wait?.get()
+        return state.withLock { state in
+            Outcome(
+                calls: state.calls, finishReason: state.finishReason, inputTokens: state.inputTokens,
+                outputTokens: state.outputTokens, events: state.stored, lastID: state.lastID)
+        }
+    }
+}
