@@ -62,6 +62,34 @@ public enum Identifiers {
             + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(millis), 3))Z"
     }
 
+    /// Milliseconds since the epoch of an ``isoTimestamp(milliseconds:)`` string, or `nil` when it is not one.
+    public static func milliseconds(isoTimestamp text: String) -> Int64? {
+        let digits = Array(text.utf8)
+        guard digits.count == 24, digits[4] == UInt8(ascii: "-"), digits[10] == UInt8(ascii: "T"),
+            digits[19] == UInt8(ascii: "."), digits[23] == UInt8(ascii: "Z")
+        else { return nil }
+        func number(_ range: Range<Int>) -> Int32? {
+            var value: Int32 = 0
+            for index in range {
+                guard digits[index] >= UInt8(ascii: "0"), digits[index] <= UInt8(ascii: "9") else { return nil }
+                value = value * 10 + Int32(digits[index] - UInt8(ascii: "0"))
+            }
+            return value
+        }
+        guard let year = number(0..<4), let month = number(5..<7), let day = number(8..<10),
+            let hour = number(11..<13), let minute = number(14..<16), let second = number(17..<19),
+            let millis = number(20..<23)
+        else { return nil }
+        var parts = tm()
+        parts.tm_year = year - 1900
+        parts.tm_mon = month - 1
+        parts.tm_mday = day
+        parts.tm_hour = hour
+        parts.tm_min = minute
+        parts.tm_sec = second
+        return Int64(timegm(&parts)) * 1000 + Int64(millis)
+    }
+
     /// Milliseconds since the Unix epoch.
     public static func nowMilliseconds() -> Int64 {
         var ts = timespec()

@@ -70,6 +70,7 @@ extension Gateway {
                     [
                         "toolCallId": .string(entry.toolCallId), "toolName": entry.request["toolName"] ?? .null,
                         "input": entry.request["input"] ?? .null, "requestedAt": entry.request["requestedAt"] ?? .null,
+                        "expiresAt": entry.request["expiresAt"] ?? .null,
                     ]
                 })
         }

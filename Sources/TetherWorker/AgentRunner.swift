@@ -81,7 +81,7 @@ public struct AgentRunner: Sendable {
                                 .toolError, ["toolCallId": .string($0.toolCallID), "errorText": .string($0.errorText)])
                         })
                 case .requestApprovals(let ids):
-                    try await run.append(approvalRequests(ids, run.state))
+                    try await run.append(approvalRequests(ids, run.state, timeout: agent.approvalTimeoutSeconds))
                 case .recordDenials(let ids):
                     try await run.append(
                         ids.map { id in
@@ -208,9 +208,15 @@ public struct AgentRunner: Sendable {
 
     // MARK: - Tools and approvals
 
-    /// One approval request per call, in one append; the execution waits (`suspended`) from the last of them.
-    private func approvalRequests(_ ids: [String], _ state: AgentState) -> [NewEvent] {
-        let now = Identifiers.isoTimestamp(milliseconds: Identifiers.nowMilliseconds())
+    /// The reason of the decision the system makes when nobody answered an approval request in time.
+    public static let approvalTimedOut = "approval timed out"
+
+    /// One approval request per call, in one append; the execution waits (`suspended`) from the last of them. Each
+    /// carries its deadline (`expiresAt`), so that whichever worker waits for it enforces the same one.
+    private func approvalRequests(_ ids: [String], _ state: AgentState, timeout: Int) -> [NewEvent] {
+        let nowMs = Identifiers.nowMilliseconds()
+        let now = Identifiers.isoTimestamp(milliseconds: nowMs)
+        let expires = JSON.string(Identifiers.isoTimestamp(milliseconds: nowMs + Int64(timeout) * 1000))
         return ids.enumerated().map { index, id in
             let call = state.turns.last?.calls.first { $0.id == id }
             let name = JSON.string(call?.name ?? "")
@@ -218,11 +224,14 @@ public struct AgentRunner: Sendable {
             let approvalID = JSON.string("appr_" + Identifiers.token(16))
             let request: JSON = [
                 "approvalId": approvalID, "toolCallId": .string(id), "toolName": name, "input": input,
-                "requestedAt": .string(now),
+                "requestedAt": .string(now), "expiresAt": expires,
             ]
             return NewEvent(
                 .approvalRequest,
-                ["approvalId": approvalID, "toolCallId": .string(id), "toolName": name, "input": input],
+                [
+                    "approvalId": approvalID, "toolCallId": .string(id), "toolName": name, "input": input,
+                    "expiresAt": expires,
+                ],
                 status: index == ids.count - 1 ? .suspended : nil, approvalField: (id, request.rendered))
         }
     }
@@ -259,7 +268,9 @@ public struct AgentRunner: Sendable {
 
     /// Subscribes to the approvals channel first, then reads the log's new entries (where the decide script puts each
     /// decision), then waits for an announcement: a decision made at any moment is seen. A re-read every few
-    /// seconds covers an announcement lost to a reconnect. Returns once one of `ids` is decided.
+    /// seconds covers an announcement lost to a reconnect. A request whose deadline passed is denied by the system
+    /// ("approval timed out"), through the same decide script, so a human's decision at the same moment wins or
+    /// loses cleanly. Returns once one of `ids` is decided.
     private func waitForDecisions(_ ids: [String], _ run: ExecutionRun) async throws {
         waiting.add(1)
         defer { waiting.add(-1) }
@@ -271,9 +282,11 @@ public struct AgentRunner: Sendable {
             group.addTask {
                 for await _ in subscription { wake.yield() }
             }
+            let deadline = ids.compactMap { run.call($0)?.approvalDeadline }.min()
             group.addTask {
                 while true {
-                    try await Task.sleep(for: .seconds(5))
+                    let untilDeadline = deadline.map { max(0, $0 - Identifiers.nowMilliseconds()) } ?? 5000
+                    try await Task.sleep(for: .milliseconds(min(5000, untilDeadline + 1)))
                     wake.yield()
                 }
             }
@@ -281,9 +294,16 @@ public struct AgentRunner: Sendable {
             wake.yield()
             for await _ in wakeups {
                 try Task.checkCancellation()
-                // A failed read (Redis restarting) is simply tried again at the next wake-up.
+                // A failed read or decision (Redis restarting) is simply tried again at the next wake-up.
                 try? await run.readNew()
                 if ids.contains(where: { run.call($0)?.decision != nil }) || run.state.finished { return }
+                let now = Identifiers.nowMilliseconds()
+                for id in ids where (run.call(id)?.approvalDeadline ?? .max) <= now {
+                    _ = try? await store.decide(
+                        run.executionID, toolCallID: id, approved: false, reason: Self.approvalTimedOut,
+                        decidedBy: "system")
+                    wake.yield()
+                }
             }
             throw CancellationError()
         }

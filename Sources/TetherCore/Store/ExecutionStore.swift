@@ -138,16 +138,20 @@ public struct ExecutionStore: Sendable {
     }
 
     /// Records a decision once (see ``Scripts/decide``), appends `tool-approval-response`, then announces it.
-    public func decide(_ id: String, toolCallID: String, approved: Bool, reason: String?) async throws
-        -> DecisionOutcome
-    {
+    /// `decidedBy` is `user` for a decision sent to the API, `system` for one the approval deadline made.
+    public func decide(
+        _ id: String, toolCallID: String, approved: Bool, reason: String?, decidedBy: String = "user"
+    ) async throws -> DecisionOutcome {
         let now = Identifiers.nowMilliseconds()
         let iso = Identifiers.isoTimestamp(milliseconds: now)
         let reasonJSON: JSON = reason.map { .string($0) } ?? .null
-        let decision: JSON = ["approved": .bool(approved), "reason": reasonJSON, "decidedAt": .string(iso)]
+        let decision: JSON = [
+            "approved": .bool(approved), "reason": reasonJSON, "decidedAt": .string(iso),
+            "decidedBy": .string(decidedBy),
+        ]
         let event: JSON = [
             "type": .string(EventType.approvalResponse.rawValue), "toolCallId": .string(toolCallID),
-            "approved": .bool(approved), "reason": reasonJSON,
+            "approved": .bool(approved), "reason": reasonJSON, "decidedBy": .string(decidedBy),
         ]
         do {
             let reply = try await redis.run(

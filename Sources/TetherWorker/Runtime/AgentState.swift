@@ -18,6 +18,8 @@ struct AgentState: Equatable {
         var input: JSON?
         var inputError: String?
         var approvalRequested = false
+        /// When an unanswered approval request is denied by the system (milliseconds since the epoch).
+        var approvalDeadline: Int64?
         var decision: Decision?
         var result: ToolResult?
     }
@@ -101,7 +103,10 @@ struct AgentState: Equatable {
             turns[turns.count - 1].phase = .finished
             turns[turns.count - 1].finishReason = "tool_calls"
         case EventType.approvalRequest.rawValue:
-            updateCall(callID) { $0.approvalRequested = true }
+            updateCall(callID) {
+                $0.approvalRequested = true
+                $0.approvalDeadline = data["expiresAt"]?.stringValue.flatMap(Identifiers.milliseconds(isoTimestamp:))
+            }
         case EventType.approvalResponse.rawValue:
             updateCall(callID) {
                 $0.decision = Decision(
