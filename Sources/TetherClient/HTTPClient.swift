@@ -237,13 +237,21 @@ public final class SSEReader: @unchecked Sendable {
     }
 
     /// Events turned into `T` (once each) until `stop` holds for those of this call, or the body ends.
+    /// Yields to other tasks every 256 events, so a long catch-up does not hold a thread of the cooperative pool.
     public func read<T>(as transform: (SSEEvent) -> T, until stop: ([T]) -> Bool) async throws -> [T] {
         var taken: [T] = []
         while true {
-            while !pending.isEmpty {
-                taken.append(transform(pending.removeFirst()))
-                if stop(taken) { return taken }
+            var next = 0
+            while next < pending.count {
+                taken.append(transform(pending[next]))
+                next += 1
+                if stop(taken) {
+                    pending.removeFirst(next)
+                    return taken
+                }
+                if next % 256 == 0 { await Task.yield() }
             }
+            pending.removeAll(keepingCapacity: true)
             guard try await pump() else { return taken }
         }
     }

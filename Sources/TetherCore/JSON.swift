@@ -20,15 +20,8 @@ public enum JSON: Sendable, Hashable {
 
     /// Parses JSON text; throws `JSONError` with a short reason when it is not valid JSON.
     public static func parse(_ bytes: some Collection<UInt8>) throws(JSONError) -> JSON {
-        let data = Data(bytes)
-        do {
-            return try JSONDecoder().decode(JSON.self, from: data)
-        } catch let DecodingError.dataCorrupted(context) {
-            let detail = (context.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String
-            throw JSONError(reason: detail ?? context.debugDescription)
-        } catch {
-            throw JSONError(reason: "\(error)")
-        }
+        var parser = JSONParser(Array(bytes))
+        return try parser.parseDocument()
     }
 
     /// Parses JSON text.

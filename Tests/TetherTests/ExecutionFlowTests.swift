@@ -170,7 +170,9 @@ struct ExecutionFlowTests {
             #expect(try await harness.decide(stream.executionID, call, approved: true).status == 200)
             let frames = try await readFrames(stream) { _ in false }
             #expect(frames.last?.finishReason == "stop")
-            #expect(try #require(try await harness.store.record(stream.executionID)).fence == 1, "not taken over")
+            let record = try #require(try await harness.store.record(stream.executionID))
+            let events = try await harness.store.allEvents(stream.executionID).map { "\($0.id) \($0.type)" }
+            #expect(record.fence == 1, "taken over: \(record) \(events)")
         }
     }
 
