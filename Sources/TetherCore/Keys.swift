@@ -19,6 +19,8 @@ public struct Keys: Sendable, Hashable {
     public func approvalsChannel(_ executionID: String) -> String { "\(prefix):{\(executionID)}:approvals" }
     /// Channel: the id of the newest event, announced after every append, for the gateways' live tailing.
     public func tail(_ executionID: String) -> String { "\(prefix):{\(executionID)}:tail" }
+    /// Channel: control messages (`cancel`) for the worker that runs the execution.
+    public func control(_ executionID: String) -> String { "\(prefix):{\(executionID)}:control" }
     /// Stream + consumer group: one entry per execution to run.
     public var jobs: String { "\(prefix):jobs" }
     /// The consumer group of the workers on ``jobs``.

@@ -147,6 +147,36 @@ public enum Scripts {
         return 'RECORDED'
         """)
 
+    /// Cancels an execution, once, whether a worker runs it or not: the status becomes `cancelled` with an `error`
+    /// (`cancelled`) and the `finish` event, the forwarded headers go, the retention clock starts, and the control
+    /// channel tells the worker that runs it (if any) to stop.
+    ///
+    /// KEYS: meta, events, approvals. ARGV: errorData, finishData, nowISO, nowMs, tailChannel, controlChannel,
+    /// maxLength, retentionSeconds. Returns `CANCELLED` or `ALREADY` (it was cancelled before). Errors: `NOTFOUND`,
+    /// `FINISHED` (it completed or failed).
+    public static let cancel = RedisScript(
+        """
+        local m = redis.call('HMGET', KEYS[1], 'status', 'lastEventId')
+        if not m[1] then return redis.error_reply('NOTFOUND execution not found') end
+        if m[1] == 'cancelled' then return 'ALREADY' end
+        if m[1] == 'completed' or m[1] == 'failed' then return redis.error_reply('FINISHED execution already finished') end
+        local e = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], '*', 'type', 'error', 'data', ARGV[1], 'ts', ARGV[4])
+        local f = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], '*', 'type', 'finish', 'data', ARGV[2], 'ts', ARGV[4],
+            'status', 'cancelled')
+        redis.call('HSET', KEYS[1], 'status', 'cancelled', 'updatedAt', ARGV[3], 'lastEventId', f, 'error', ARGV[1])
+        redis.call('HDEL', KEYS[1], 'forwardedHeaders')
+        local ttl = tonumber(ARGV[8])
+        redis.call('EXPIRE', KEYS[1], ttl)
+        redis.call('EXPIRE', KEYS[2], ttl)
+        if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('EXPIRE', KEYS[3], ttl) end
+        local us = string.char(31)
+        redis.call('PUBLISH', ARGV[5], (m[2] or '0-0') .. string.char(30) .. e .. us .. 'error' .. us .. ARGV[4] .. us
+            .. '' .. us .. ARGV[1] .. string.char(30) .. f .. us .. 'finish' .. us .. ARGV[4] .. us .. 'cancelled' .. us
+            .. ARGV[2])
+        redis.call('PUBLISH', ARGV[6], 'cancel')
+        return 'CANCELLED'
+        """)
+
     /// Takes the lease of an execution: raises the fence (so the previous owner's appends fail) and names the owner.
     ///
     /// KEYS: meta. ARGV: owner, nowISO. Returns `{fence, status}`, or error `NOTFOUND`.

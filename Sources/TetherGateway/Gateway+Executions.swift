@@ -109,6 +109,21 @@ extension Gateway {
         }
     }
 
+    /// Cancels the execution: stored first (it holds even when no worker runs it), then the worker is told to stop.
+    /// Cancelling a cancelled execution again is `200`; a completed or failed one is `409`.
+    func cancel(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
+        let record = try await ownedRecord(context)
+        switch try await store.cancel(record.id) {
+        case .cancelled, .alreadyCancelled:
+            context.logger.info("cancelled \(record.id)")
+            return Self.json(.ok, "{\"success\":true}")
+        case .finished:
+            throw APIError(.conflict, "execution_finished", "the execution has already finished")
+        case .executionNotFound:
+            throw APIError.executionNotFound
+        }
+    }
+
     func reconnect(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
         let record = try await ownedRecord(context)
         var cursor = try parseCursor(request)

@@ -47,6 +47,9 @@ public final class Gateway: Sendable {
             Route(.post, "run/api/executions/:executionId/approvals/:toolCallId") { request, context in
                 try await self.approve(request, context)
             },
+            Route(.post, "run/api/executions/:executionId/cancel") { request, context in
+                try await self.cancel(request, context)
+            },
             Route(.get, "run/api/executions/:executionId/stream") { request, context in
                 try await self.reconnect(request, context)
             },

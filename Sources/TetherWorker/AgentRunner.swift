@@ -39,10 +39,35 @@ public struct AgentRunner: Sendable {
         self.logger = logger
     }
 
-    /// Runs the execution to its end (or until the lease is lost: ``AppendError/fenced``).
+    /// Runs the execution to its end (or until the lease is lost: ``AppendError/fenced``), or until it is cancelled:
+    /// a `cancel` on its control channel stops the run at once (an in-flight model request is aborted, a wait ends)
+    /// and it returns normally, the cancel script having written the final events.
     public func run(_ executionID: String, fence: Int) async throws {
         guard let record = try await store.record(executionID) else { return }
         if record.status.isTerminal { return }
+        let control = try await store.redis.subscriber.subscribe(
+            store.keys.control(executionID), bufferingPolicy: .bufferingNewest(1))
+        defer { control.cancel() }
+        struct Cancelled: Error {}
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for await message in control where message.string == "cancel" { throw Cancelled() }
+                    // The subscription ended without a cancel: this task was cancelled (the worker is stopping).
+                    throw CancellationError()
+                }
+                group.addTask { try await self.drive(record, fence: fence) }
+                defer { group.cancelAll() }
+                try await group.next()
+            }
+        } catch is Cancelled {
+            logger.info("execution \(executionID) was cancelled; stopped")
+        }
+    }
+
+    /// The agent loop of one execution.
+    private func drive(_ record: ExecutionRecord, fence: Int) async throws {
+        let executionID = record.id
         let run = ExecutionRun(store: store, executionID: executionID, fence: fence)
         guard let agent = agents[record.agentId], let provider = providers[record.agentId] else {
             logger.error("execution \(executionID): agent \(record.agentId) is not configured on this worker")

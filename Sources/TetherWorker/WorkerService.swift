@@ -24,14 +24,19 @@ public final class WorkerService: Service, Sendable {
     /// Executions waiting for approval: they stay on this worker (subscribed, lease renewed) without a slot.
     private let waiting: WaitGauge
 
-    /// Makes a worker process's job loop.
-    public init(config: TetherConfig, redis: RedisClient, logger: Logger = Logger(label: "tether.worker")) {
+    /// Makes a worker process's job loop; agents read their API keys from `environment`.
+    public init(
+        config: TetherConfig, redis: RedisClient,
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        logger: Logger = Logger(label: "tether.worker")
+    ) {
         let store = ExecutionStore(redis: redis, config: config)
         self.store = store
         let waiting = WaitGauge()
         self.waiting = waiting
         self.runner = AgentRunner(
-            store: store, agents: config.agents, providers: Providers.make(for: config), waiting: waiting,
+            store: store, agents: config.agents, providers: Providers.make(for: config, environment: environment),
+            waiting: waiting,
             logger: logger)
         self.concurrency = max(1, config.workers.concurrency)
         self.lease = .milliseconds(Int64(config.workers.leaseSeconds * 1000))

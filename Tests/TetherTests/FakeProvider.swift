@@ -19,7 +19,7 @@ final class FakeProvider: Sendable {
         var dropAfterPieces = false
         /// Pause between pieces.
         var pause: Duration = .milliseconds(3)
-        /// Hold the response open after the pieces until the client goes away (a model that hangs).
+        /// Hold the response open after the pieces until the client goes away (a model that thinks forever).
         var hang = false
 
         /// A body cut into pieces at the given byte offsets.
@@ -128,9 +128,16 @@ final class FakeProvider: Sendable {
                     return
                 }
                 if reply.hang {
-                    try? await channel.closeFuture.get()
-                    self.state.withLock { $0.connectionsClosed += 1 }
-                    return
+                    // An SSE comment every 50 ms until a write fails: the client has closed the connection.
+                    do {
+                        while true {
+                            try await Task.sleep(for: .milliseconds(50))
+                            try await writer.write(ByteBuffer(string: ": still thinking\n\n"))
+                        }
+                    } catch {
+                        self.state.withLock { $0.connectionsClosed += 1 }
+                        throw error
+                    }
                 }
                 try await writer.finish(nil)
             })

@@ -25,6 +25,7 @@ final class Harness: Sendable {
     let token: String
     private let task: Task<Void, any Error>
     private let workers = Mutex<[Task<Void, any Error>]>([])
+    private let services = Mutex<[WorkerService]>([])
 
     static func start(
         tokenDelayMilliseconds: Int = 0, heartbeatSeconds: Double = 15, withWorker: Bool = true,
@@ -80,12 +81,18 @@ final class Harness: Sendable {
     /// Starts a worker process's job loop (a new consumer); returns its index for ``stopWorker(_:)``.
     @discardableResult
     func startWorker() -> Int {
-        let worker = WorkerService(config: config, redis: redis, logger: Self.quietLogger("tether.worker"))
+        let worker = WorkerService(
+            config: config, redis: redis, environment: [providerKeyVariable: providerKey],
+            logger: Self.quietLogger("tether.worker"))
+        services.withLock { $0.append(worker) }
         return workers.withLock { workers in
             workers.append(Task { try await worker.run() })
             return workers.count - 1
         }
     }
+
+    /// Executions the workers started here hold now.
+    var workersActive: Int { services.withLock { $0.reduce(0) { $0 + $1.activeCount } } }
 
     /// Stops a worker abruptly (its jobs stay pending, as after a crash).
     func stopWorker(_ index: Int) {

@@ -39,8 +39,6 @@ func offsets(of needle: String, in body: [UInt8], shift: Int = 0) -> [Int] {
 
 @Suite("Model providers against fake servers", .serialized, .timeLimit(.minutes(2)))
 struct ProviderTests {
-    init() { setenv(providerKeyVariable, providerKey, 1) }
-
     /// A harness whose agent `bot` talks to `fake` with `provider`.
     func harness(
         _ fake: FakeProvider, _ provider: AgentDefinition.Provider, tools: [String] = ["get_weather", "send_email"]

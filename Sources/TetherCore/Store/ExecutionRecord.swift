@@ -79,6 +79,18 @@ public enum DecisionOutcome: Sendable, Hashable {
     case finished
 }
 
+/// What became of ``ExecutionStore/cancel(_:)``.
+public enum CancelOutcome: Sendable, Hashable {
+    /// Cancelled now.
+    case cancelled
+    /// It had been cancelled before: nothing changed.
+    case alreadyCancelled
+    /// It completed or failed before.
+    case finished
+    /// No such execution.
+    case executionNotFound
+}
+
 /// Errors of ``ExecutionStore/append(_:fence:events:)``.
 public enum AppendError: Error, Sendable, Hashable {
     /// Another worker took the execution over (its fence is higher).

@@ -172,6 +172,31 @@ public struct ExecutionStore: Sendable {
         }
     }
 
+    /// Cancels the execution (see ``Scripts/cancel``): stored first, then announced to its worker, so it takes
+    /// effect whether a worker runs it or not.
+    public func cancel(_ id: String) async throws -> CancelOutcome {
+        let now = Identifiers.nowMilliseconds()
+        let error: JSON = [
+            "type": .string(EventType.error.rawValue), "code": "cancelled", "message": "The execution was cancelled.",
+        ]
+        let finish: JSON = ["type": .string(EventType.finish.rawValue), "status": "cancelled"]
+        do {
+            let reply = try await redis.run(
+                Scripts.cancel, keys: [keys.meta(id), keys.events(id), keys.approvals(id)],
+                arguments: [
+                    error.rendered, finish.rendered, Identifiers.isoTimestamp(milliseconds: now), Int64(now),
+                    keys.tail(id), keys.control(id), maxLength, retentionSeconds,
+                ])
+            return reply.string == "ALREADY" ? .alreadyCancelled : .cancelled
+        } catch let error as RedisError where error.code == .serverError {
+            switch error.serverErrorPrefix {
+            case "NOTFOUND": return .executionNotFound
+            case "FINISHED": return .finished
+            default: throw error
+            }
+        }
+    }
+
     /// Appends events for the lease holder `fence` (see ``Scripts/append``). Returns their ids.
     @discardableResult
     public func append(_ id: String, fence: Int, events: [NewEvent]) async throws -> [String] {
