@@ -42,8 +42,14 @@ public struct Keys: Sendable, Hashable {
     public var apiKeyIDSecret: String { "\(prefix):apikey-id-secret" }
     /// Set: the ids of the API keys stored in Redis.
     public var apiKeyIndex: String { "\(prefix):apikeys" }
-    /// List: a conversation's messages, scoped by tenant (JSON, oldest first).
+    /// List: a conversation's history, scoped by tenant: one JSON item per entry (a user or system message, an
+    /// assistant turn with its tool calls, a tool result), oldest first.
     public func conversation(tenant: String, conversationID: String) -> String {
         "\(prefix):{conv:\(tenant):\(conversationID)}:messages"
+    }
+    /// Hash: a conversation's state: `running` (the execution on it now, if any), `lastExecution` (the last whose
+    /// turns were appended), `updatedAt`.
+    public func conversationState(tenant: String, conversationID: String) -> String {
+        "\(prefix):{conv:\(tenant):\(conversationID)}:state"
     }
 }

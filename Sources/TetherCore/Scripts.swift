@@ -5,12 +5,16 @@ import RedisKit
 public enum Scripts {
     /// Creates an execution: the record, its first event and its job, once.
     ///
-    /// KEYS: meta, events, jobs, idempotency record. ARGV: id, tenant, agentId, keyId, conversationId, nowISO, nowMs,
-    /// startedData, input, tailChannel, maxLength, idempotency TTL in seconds ('' when the request had no
-    /// Idempotency-Key), request digest, the Idempotency-Key, forwardedHeaders JSON ('' for none).
+    /// KEYS: meta, events, jobs, idempotency record, conversation state, conversation messages. ARGV: id, tenant,
+    /// agentId, keyId, conversationId, nowISO, nowMs, startedData, input, tailChannel, maxLength, idempotency TTL in
+    /// seconds ('' when the request had no Idempotency-Key), request digest, the Idempotency-Key, forwardedHeaders
+    /// JSON ('' for none).
     /// Returns the first event's id; with an idempotency record already there, `{'EXISTING', executionId}` (same
     /// tenant, agent and request digest), `{'REUSED', executionId}` (another request body) or `{'FOREIGN', ''}`
-    /// (another tenant or agent: never replayed). Error `EXISTS` if the id is taken.
+    /// (another tenant or agent: never replayed); `{'BUSY', executionId}` while another execution runs on the
+    /// conversation. The conversation's `running` is set to the new execution, and the record notes how long the
+    /// history was (`historyLength`) and whether the conversation is new (`conversationNew`). Error `EXISTS` if the
+    /// id is taken.
     public static let create = RedisScript(
         """
         if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('EXISTS execution already exists') end
@@ -21,15 +25,23 @@ public enum Scripts {
                 if existing[4] ~= ARGV[13] then return {'REUSED', existing[1]} end
                 return {'EXISTING', existing[1]}
             end
+        end
+        local running = redis.call('HGET', KEYS[5], 'running')
+        if running and running ~= '' then return {'BUSY', running} end
+        if ARGV[12] ~= '' then
             redis.call('HSET', KEYS[4], 'executionId', ARGV[1], 'tenant', ARGV[2], 'agent', ARGV[3], 'key', ARGV[14],
                 'requestDigest', ARGV[13])
             redis.call('EXPIRE', KEYS[4], ARGV[12])
         end
+        local isNew = redis.call('EXISTS', KEYS[5]) == 0
+        local historyLength = redis.call('LLEN', KEYS[6])
+        redis.call('HSET', KEYS[5], 'running', ARGV[1], 'updatedAt', ARGV[6])
         local eid = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[11], '*',
             'type', 'execution-started', 'data', ARGV[8], 'ts', ARGV[7], 'status', 'running')
         redis.call('HSET', KEYS[1], 'id', ARGV[1], 'tenant', ARGV[2], 'agentId', ARGV[3], 'keyId', ARGV[4],
             'conversationId', ARGV[5], 'status', 'running', 'createdAt', ARGV[6], 'updatedAt', ARGV[6],
-            'lastEventId', eid, 'fence', 0, 'input', ARGV[9])
+            'lastEventId', eid, 'fence', 0, 'input', ARGV[9], 'historyLength', historyLength,
+            'conversationNew', isNew and '1' or '0')
         if ARGV[15] ~= '' then redis.call('HSET', KEYS[1], 'forwardedHeaders', ARGV[15]) end
         redis.call('XADD', KEYS[3], '*', 'executionId', ARGV[1])
         redis.call('PUBLISH', ARGV[10], '0-0' .. string.char(30) .. eid .. string.char(31) .. 'execution-started'
@@ -186,6 +198,38 @@ public enum Scripts {
         local fence = redis.call('HINCRBY', KEYS[1], 'fence', 1)
         redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'claimedAt', ARGV[2])
         return {fence, redis.call('HGET', KEYS[1], 'status')}
+        """)
+
+    /// Appends an execution's exchange to its conversation's history, once, and frees the conversation.
+    ///
+    /// KEYS: conversation state, conversation messages. ARGV: executionId, maxMessages, ttlSeconds, nowISO, then the
+    /// items (JSON). Returns `APPENDED`, or `ALREADY` when this execution's items are there (a worker that resumed
+    /// after appending them). Keeps the newest `maxMessages` items; both keys expire `ttlSeconds` after the last
+    /// change.
+    public static let appendHistory = RedisScript(
+        """
+        if redis.call('HGET', KEYS[1], 'lastExecution') == ARGV[1] then return 'ALREADY' end
+        if #ARGV > 4 then
+            redis.call('RPUSH', KEYS[2], unpack(ARGV, 5))
+            redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
+            redis.call('EXPIRE', KEYS[2], ARGV[3])
+        end
+        redis.call('HSET', KEYS[1], 'lastExecution', ARGV[1], 'updatedAt', ARGV[4])
+        if redis.call('HGET', KEYS[1], 'running') == ARGV[1] then redis.call('HDEL', KEYS[1], 'running') end
+        redis.call('EXPIRE', KEYS[1], ARGV[3])
+        return 'APPENDED'
+        """)
+
+    /// Frees a conversation if this execution holds it (it failed, was cancelled, or ended long ago).
+    ///
+    /// KEYS: conversation state. ARGV: executionId. Returns 1 when it was freed.
+    public static let releaseConversation = RedisScript(
+        """
+        if redis.call('HGET', KEYS[1], 'running') == ARGV[1] then
+            redis.call('HDEL', KEYS[1], 'running')
+            return 1
+        end
+        return 0
         """)
 
     /// Steps over entries of an event stream without returning them.

@@ -22,11 +22,20 @@ extension Gateway {
                 seconds: config.idempotencySeconds)
         }
         var replayed = false
-        switch try await store.create(
-            id: id, tenant: principal.tenant, agentId: principal.agent, keyId: principal.keyId,
-            conversationId: conversationId, input: ["messages": input.messages],
-            forwardedHeaders: input.forwardedHeaders, idempotency: idempotency)
-        {
+        func create() async throws -> ExecutionStore.Creation {
+            try await store.create(
+                id: id, tenant: principal.tenant, agentId: principal.agent, keyId: principal.keyId,
+                conversationId: conversationId, input: ["messages": input.messages],
+                forwardedHeaders: input.forwardedHeaders, idempotency: idempotency)
+        }
+        var creation = try await create()
+        if case .busy(let running) = creation, try await store.record(running).map({ !$0.status.isTerminal }) != true {
+            // The execution that held the conversation has ended (or is gone) without freeing it: free it, once.
+            try await store.releaseConversation(
+                tenant: principal.tenant, conversationID: conversationId, executionID: running)
+            creation = try await create()
+        }
+        switch creation {
         case .created:
             break
         case .existing(let existing):
@@ -44,6 +53,10 @@ extension Gateway {
         case .foreign:
             throw APIError(
                 .unprocessableContent, "idempotency_key_reused", "this Idempotency-Key cannot be used; send a new key")
+        case .busy(let running):
+            throw APIError(
+                .conflict, "conversation_busy",
+                "conversation \(conversationId) is busy with execution \(running); wait for it to end or cancel it")
         }
         context.logger.info(
             "\(replayed ? "replayed" : "created") \(id) for tenant \(principal.tenant) agent \(principal.agent)")
@@ -116,6 +129,8 @@ extension Gateway {
         switch try await store.cancel(record.id) {
         case .cancelled, .alreadyCancelled:
             context.logger.info("cancelled \(record.id)")
+            try await store.releaseConversation(
+                tenant: record.tenant, conversationID: record.conversationId, executionID: record.id)
             return Self.json(.ok, "{\"success\":true}")
         case .finished:
             throw APIError(.conflict, "execution_finished", "the execution has already finished")

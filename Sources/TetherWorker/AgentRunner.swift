@@ -21,6 +21,8 @@ public struct AgentRunner: Sendable {
     public let tools: [String: any AgentTool]
     /// Counts the executions waiting for a human decision (they do not hold a worker slot).
     public let waiting: WaitGauge
+    /// Most items a conversation's history keeps.
+    public let conversationMaxMessages: Int
     let logger: Logger
 
     /// Retries of a model request that failed before any output (429, 5xx, a dropped connection).
@@ -29,8 +31,10 @@ public struct AgentRunner: Sendable {
     /// Makes a runner.
     public init(
         store: ExecutionStore, agents: [AgentDefinition], providers: [String: any ModelProvider],
-        tools: [String: any AgentTool] = DemoTools.all, waiting: WaitGauge = WaitGauge(), logger: Logger
+        tools: [String: any AgentTool] = DemoTools.all, waiting: WaitGauge = WaitGauge(),
+        conversationMaxMessages: Int = 200, logger: Logger
     ) {
+        self.conversationMaxMessages = conversationMaxMessages
         self.store = store
         self.agents = Dictionary(agents.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         self.providers = providers
@@ -77,6 +81,16 @@ public struct AgentRunner: Sendable {
         }
         let input = try await store.input(executionID) ?? .null
         let messages = input["messages"] ?? input
+        // A new conversation starts from all of the request's messages; an existing one from its history and the
+        // request's last user message. The history is read as it was when the execution was created.
+        let added = record.conversationNew ? AgentState.items(of: messages) : AgentState.lastUserItem(of: messages)
+        let history =
+            record.conversationNew
+            ? []
+            : try await store.history(
+                tenant: record.tenant, conversationID: record.conversationId, count: record.historyLength
+            ).compactMap(ConversationItem.init(json:))
+        let conversation = Conversation(record: record, prefix: history + added, added: added)
         try await run.load()
         let agentTools = agent.tools.compactMap { tools[$0] }
         let descriptors = Dictionary(
@@ -88,17 +102,29 @@ public struct AgentRunner: Sendable {
                 try Task.checkCancellation()
                 switch AgentStep.next(run.state, maxSteps: agent.maxSteps, tools: descriptors) {
                 case .done:
+                    // Ended (completed, failed or cancelled): the conversation is free (a no-op if it already is).
+                    try? await store.releaseConversation(
+                        tenant: record.tenant, conversationID: record.conversationId, executionID: executionID)
                     return
                 case .complete:
+                    // The exchange joins the conversation's history before the final frame: a client that has the
+                    // final frame and starts the next execution finds it there.
+                    try await store.appendHistory(
+                        tenant: record.tenant, conversationID: record.conversationId, executionID: executionID,
+                        items: (conversation.added + run.state.turnItems).map(\.json),
+                        maxMessages: conversationMaxMessages)
                     try await run.append([NewEvent(.finish, ["status": "completed"], status: .completed)])
                 case .fail(let code, let message):
                     try await run.fail(code: code, message: message)
+                    try? await store.releaseConversation(
+                        tenant: record.tenant, conversationID: record.conversationId, executionID: executionID)
                 case .abortTurn(let turnID):
                     try await run.append([
                         NewEvent(.turnAborted, ["turnId": .string(turnID), "reason": "the turn was interrupted"])
                     ])
                 case .callModel:
-                    try await runTurn(run, agent: agent, provider: provider, messages: messages, tools: descriptors)
+                    try await runTurn(
+                        run, agent: agent, provider: provider, conversation: conversation.prefix, tools: descriptors)
                 case .reject(let rejections):
                     try await run.append(
                         rejections.map {
@@ -135,7 +161,18 @@ public struct AgentRunner: Sendable {
                 code: "agent_error",
                 message: "The agent stopped on an internal error. The worker's log has the details under this "
                     + "execution's id.")
+            try? await store.releaseConversation(
+                tenant: record.tenant, conversationID: record.conversationId, executionID: executionID)
         }
+    }
+
+    /// What an execution contributes to its conversation, and what its model sees before its own turns.
+    struct Conversation {
+        let record: ExecutionRecord
+        /// The history, then the request's items.
+        let prefix: [ConversationItem]
+        /// The request's items (all its messages for a new conversation, else its last user message).
+        let added: [ConversationItem]
     }
 
     // MARK: - Model turns
@@ -144,7 +181,7 @@ public struct AgentRunner: Sendable {
     /// any output is retried with backoff (honouring `Retry-After`); a turn that fails after output is voided
     /// (`turn-aborted`) and left for the next round to redo, a bounded number of times.
     private func runTurn(
-        _ run: ExecutionRun, agent: AgentDefinition, provider: any ModelProvider, messages: JSON,
+        _ run: ExecutionRun, agent: AgentDefinition, provider: any ModelProvider, conversation: [ConversationItem],
         tools: [String: ToolDescriptor]
     ) async throws {
         let turnID = "turn_" + Identifiers.token(16)
@@ -153,7 +190,7 @@ public struct AgentRunner: Sendable {
         ])
         let request = ModelRequest(
             executionID: run.executionID, model: agent.model, system: agent.system,
-            items: run.state.conversation(messages: messages),
+            items: conversation + run.state.turnItems,
             tools: agent.tools.compactMap { tools[$0] })
         var attempt = 0
         while true {

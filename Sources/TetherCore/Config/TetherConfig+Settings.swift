@@ -62,6 +62,7 @@ extension TetherConfig {
             Setting("http.idleTimeoutSeconds", .number(\.http.idleTimeoutSeconds, 0.05...86400)),
             Setting("streams.maxLength", .integer(\.streams.maxLength, 1...1_000_000_000)),
             Setting("streams.retentionSeconds", .integer(\.streams.retentionSeconds, 1...10 * 365 * 86400)),
+            Setting("conversations.maxMessages", .integer(\.conversations.maxMessages, 1...100_000)),
             Setting("workers.concurrency", env: "TETHER_WORKERS", .integer(\.workers.concurrency, 1...100_000)),
             Setting("workers.leaseSeconds", env: "TETHER_LEASE_SECONDS", .number(\.workers.leaseSeconds, 0.1...3600)),
             Setting(
@@ -71,7 +72,7 @@ extension TetherConfig {
     }
 
     /// The sections of the file, in order.
-    public static let sections = ["redis", "http", "streams", "workers", "demo", "apiKeys", "agents"]
+    public static let sections = ["redis", "http", "streams", "conversations", "workers", "demo", "apiKeys", "agents"]
 
     static func redisURLProblem(_ url: String) -> String? {
         do {

@@ -60,6 +60,14 @@ public struct TetherConfig: Sendable, Equatable {
         public init() {}
     }
 
+    /// Conversation settings.
+    public struct Conversations: Sendable, Equatable {
+        /// Most items kept in a conversation's history (the oldest go first).
+        public var maxMessages: Int = 200
+        /// Makes the defaults.
+        public init() {}
+    }
+
     /// Worker settings.
     public struct Workers: Sendable, Equatable {
         /// Executions one worker process runs at once.
@@ -103,6 +111,8 @@ public struct TetherConfig: Sendable, Equatable {
     public var http = HTTP()
     /// Event log settings.
     public var streams = Streams()
+    /// Conversation settings.
+    public var conversations = Conversations()
     /// Worker settings.
     public var workers = Workers()
     /// Demo model settings.

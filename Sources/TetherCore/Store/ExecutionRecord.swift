@@ -26,6 +26,11 @@ public struct ExecutionRecord: Sendable, Hashable {
     public var owner: String?
     /// The lease's fence (raised on every takeover).
     public var fence: Int
+    /// Items of the conversation's history when the execution was created (what its model sees before it).
+    public var historyLength: Int
+    /// Whether the execution started its conversation (then its model sees all of the request's messages; else the
+    /// history and the request's last user message).
+    public var conversationNew: Bool
 
     init?(_ fields: [String: String]) {
         guard let id = fields["id"], let tenant = fields["tenant"], let agentId = fields["agentId"],
@@ -43,13 +48,15 @@ public struct ExecutionRecord: Sendable, Hashable {
         self.error = fields["error"]
         self.owner = fields["owner"]
         self.fence = Int(fields["fence"] ?? "0") ?? 0
+        self.historyLength = Int(fields["historyLength"] ?? "0") ?? 0
+        self.conversationNew = fields["conversationNew"] != "0"
     }
 
     /// The meta fields a record is made of: all but `input`, which may be as large as a request body and is read
     /// only by the worker (``ExecutionStore/input(_:)``).
     static let fields = [
         "id", "tenant", "agentId", "keyId", "conversationId", "status", "createdAt", "updatedAt", "lastEventId",
-        "error", "owner", "fence",
+        "error", "owner", "fence", "historyLength", "conversationNew",
     ]
 }
 

@@ -38,6 +38,8 @@ public struct ExecutionStore: Sendable {
         /// The idempotency record belongs to another tenant or agent (it cannot, but for a SHA-256 collision):
         /// nothing was created, nothing is replayed.
         case foreign
+        /// Another execution runs on the conversation: nothing was created.
+        case busy(runningExecutionID: String)
     }
 
     /// An `Idempotency-Key` and the digest of the request it came with.
@@ -78,7 +80,12 @@ public struct ExecutionStore: Sendable {
         let idempotencyKey = keys.idempotency(tenant: tenant, agent: agentId, key: idempotency?.key ?? "")
         let headers = forwardedHeaders.isEmpty ? "" : JSON.object(forwardedHeaders.mapValues { .string($0) }).rendered
         let reply = try await redis.run(
-            Scripts.create, keys: [keys.meta(id), keys.events(id), keys.jobs, idempotencyKey],
+            Scripts.create,
+            keys: [
+                keys.meta(id), keys.events(id), keys.jobs, idempotencyKey,
+                keys.conversationState(tenant: tenant, conversationID: conversationId),
+                keys.conversation(tenant: tenant, conversationID: conversationId),
+            ],
             arguments: [
                 id, tenant, agentId, keyId, conversationId, Identifiers.isoTimestamp(milliseconds: now), Int64(now),
                 started.rendered, input.rendered, keys.tail(id), maxLength,
@@ -89,10 +96,47 @@ public struct ExecutionStore: Sendable {
             switch kind {
             case "EXISTING": return .existing(executionID: existing)
             case "REUSED": return .reused(executionID: existing)
+            case "BUSY": return .busy(runningExecutionID: existing)
             default: return .foreign
             }
         }
         return .created(firstEventID: try reply.requireString())
+    }
+
+    /// The first `count` items of a conversation's history (JSON, oldest first).
+    public func history(tenant: String, conversationID: String, count: Int) async throws -> [JSON] {
+        guard count > 0 else { return [] }
+        let reply = try await redis.send(
+            "LRANGE", keys.conversation(tenant: tenant, conversationID: conversationID), 0, count - 1)
+        return (reply.array ?? []).compactMap { $0.string.flatMap { try? JSON.parse($0) } }
+    }
+
+    /// Appends an execution's items to its conversation's history, once (see ``Scripts/appendHistory``), and frees
+    /// the conversation. Keeps the newest `maxMessages` items; the history lives as long as executions do after
+    /// its last change.
+    public func appendHistory(
+        tenant: String, conversationID: String, executionID: String, items: [JSON], maxMessages: Int
+    ) async throws {
+        var arguments: [any RedisArgument] = [
+            executionID, maxMessages, retentionSeconds,
+            Identifiers.isoTimestamp(milliseconds: Identifiers.nowMilliseconds()),
+        ]
+        arguments += items.map { $0.rendered as any RedisArgument }
+        try await redis.run(
+            Scripts.appendHistory,
+            keys: [
+                keys.conversationState(tenant: tenant, conversationID: conversationID),
+                keys.conversation(tenant: tenant, conversationID: conversationID),
+            ], arguments: arguments)
+    }
+
+    /// Frees the conversation if `executionID` holds it; returns whether it did.
+    @discardableResult
+    public func releaseConversation(tenant: String, conversationID: String, executionID: String) async throws -> Bool {
+        try await redis.run(
+            Scripts.releaseConversation, keys: [keys.conversationState(tenant: tenant, conversationID: conversationID)],
+            arguments: [executionID]
+        ).int == 1
     }
 
     /// The headers the execution was created with for its tools, while it runs (`[:]` once it has ended). Never

@@ -134,19 +134,30 @@ struct AgentState: Equatable {
         }
     }
 
-    /// The conversation a model continues: the request's messages, then every turn that ended, with its calls and
-    /// their results (aborted turns are void).
-    func conversation(messages: JSON) -> [ConversationItem] {
-        var items: [ConversationItem] = []
-        for message in messages.arrayValue ?? [] {
+    /// The items of a request's messages.
+    static func items(of messages: JSON) -> [ConversationItem] {
+        (messages.arrayValue ?? []).map { message in
             let content = message["content"] ?? .string("")
             switch message["role"]?.stringValue {
-            case "system": items.append(.system(Self.text(of: content)))
-            case "assistant": items.append(.assistant(text: Self.text(of: content), toolCalls: []))
-            case "user": items.append(.user(content))
-            default: items.append(.user(.string(Self.text(of: content))))
+            case "system": return .system(Self.text(of: content))
+            case "assistant": return .assistant(text: Self.text(of: content), toolCalls: [])
+            case "user": return .user(content)
+            default: return .user(.string(Self.text(of: content)))
             }
         }
+    }
+
+    /// The request's last user message, as an item (what a request on an existing conversation adds to it).
+    static func lastUserItem(of messages: JSON) -> [ConversationItem] {
+        guard let last = (messages.arrayValue ?? []).last(where: { $0["role"]?.stringValue == "user" }) else {
+            return []
+        }
+        return [.user(last["content"] ?? .string(""))]
+    }
+
+    /// Every turn that ended, with its calls and their results (aborted turns are void).
+    var turnItems: [ConversationItem] {
+        var items: [ConversationItem] = []
         for turn in turns where turn.phase == .finished {
             items.append(
                 .assistant(
@@ -161,6 +172,11 @@ struct AgentState: Equatable {
             }
         }
         return items
+    }
+
+    /// The conversation a model continues: the request's messages, then every turn that ended.
+    func conversation(messages: JSON) -> [ConversationItem] {
+        Self.items(of: messages) + turnItems
     }
 
     /// The text of a message's content: the string, or its text parts joined.
