@@ -23,13 +23,14 @@ let tetherExecutable: URL = {
 /// Starts `tether <command> [arguments]` with the harness's Redis, prefix and settings.
 func launch(
     _ command: String, _ harness: Harness, arguments: [String] = [], environment extra: [String: String] = [:],
-    output: Pipe? = nil
+    output: Pipe? = nil, config: String? = nil
 ) throws -> Process {
     let process = Process()
     process.executableURL = tetherExecutable
-    let config = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+    let shipped = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
         "../../config/tether.yaml")
-    process.arguments = command.split(separator: " ").map(String.init) + ["--config", config.path] + arguments
+    process.arguments =
+        command.split(separator: " ").map(String.init) + ["--config", config ?? shipped.path] + arguments
     var environment = ProcessInfo.processInfo.environment
     environment["TETHER_REDIS_URL"] = harness.config.redis.url
     environment["TETHER_PREFIX"] = harness.config.redis.prefix
@@ -76,6 +77,51 @@ struct ProcessTests {
         #expect(try #require(try await harness.store.record(stream.executionID)).fence == 2)
         let pending = try await harness.redis.send("XPENDING", harness.store.keys.jobs, "workers").requireArray()
         #expect(pending.first?.int == 0)
+    }
+
+    @Test func aWorkerKilledInTheMiddleOfAModelTurnIsTakenOverTheTurnAbortedAndRedone() async throws {
+        let fake = try await FakeProvider.start()
+        defer { fake.stop() }
+        // Turn 1 calls a tool; turn 2 streams half a reply, then hangs; the redone turn 2 is whole.
+        fake.enqueue(.stream(Array(ProviderTests.oneCall(name: "get_weather", arguments: #"{"city":"Oslo"}"#).utf8)))
+        let text = try fixture("openai-text.sse")
+        var hanging = FakeProvider.Reply.stream(Array(text[..<offsets(of: " sunny", in: text)[0]]))
+        hanging.hang = true
+        fake.enqueue(hanging, .stream(text))
+        let config = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "agents-\(Identifiers.token(6)).yaml")
+        try """
+        agents:
+          - id: bot
+            model: {provider: openai, name: gpt-4.1-mini, baseURL: "\(fake.baseURL)/v1", apiKeyEnv: \(providerKeyVariable)}
+            tools: [get_weather]
+        """.write(to: config, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: config) }
+        let harness = try await Harness.start(withWorker: false)
+        defer { harness.stop() }
+        let token = try await harness.makeKey(tenant: "acme", agent: "bot")
+        let settings = ["TETHER_LEASE_SECONDS": "1", providerKeyVariable: providerKey]
+        let first = try launch("worker", harness, environment: settings, config: config.path)
+        defer { if first.isRunning { kill(first.processIdentifier, SIGKILL) } }
+        let stream = try await harness.create("Weather in Oslo?", token: token)
+        var frames = try await readFrames(stream) { $0.contains { $0.content == " and" } }
+        #expect(frames.filter { $0.type == "tool-output-available" }.count == 1)
+        kill(first.processIdentifier, SIGKILL)
+        first.waitUntilExit()
+        let second = try launch("worker", harness, environment: settings, config: config.path)
+        defer { if second.isRunning { kill(second.processIdentifier, SIGKILL) } }
+        frames += try await readFrames(stream) { _ in false }
+        #expect(frames.last?.finishReason == "stop")
+        let aborted = frames.filter { $0.typed?["data"]?["type"]?.stringValue == "turn-aborted" }
+        #expect(aborted.count == 1)
+        // A client that drops the aborted turn's text has the redone turn's reply once.
+        #expect(replyText(frames) == "Paris is 18°C and sunny — enjoy your café! 🌤")
+        // The tool ran once: its output was logged before the crash, and the redone turn sees it.
+        #expect(frames.filter { $0.type == "tool-output-available" }.count == 1)
+        #expect(fake.received.count == 3)
+        let last = try #require(fake.received.last?.body["messages"]?.arrayValue)
+        #expect(last.filter { $0["role"] == "tool" }.count == 1)
+        #expect(try #require(try await harness.store.record(stream.executionID)).fence == 2)
     }
 
     @Test func sigtermEndsOpenStreamsCleanly() async throws {
