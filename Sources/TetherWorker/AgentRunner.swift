@@ -25,6 +25,12 @@ public struct AgentRunner: Sendable {
     public let conversationMaxMessages: Int
     let logger: Logger
 
+    /// Whether an error is not the agent's to handle: a lost lease or an execution that ended
+    /// (``AppendError``), Redis trouble (the worker retries, rebuilding the state from the log), cancellation.
+    static func passesThrough(_ error: any Error) -> Bool {
+        error is AppendError || error is RedisError || error is CancellationError
+    }
+
     /// Retries of a model request that failed before any output (429, 5xx, a dropped connection).
     static let maxRequestRetries = 3
 
@@ -103,7 +109,7 @@ public struct AgentRunner: Sendable {
                 switch AgentStep.next(run.state, maxSteps: agent.maxSteps, tools: descriptors) {
                 case .done:
                     // Ended (completed, failed or cancelled): the conversation is free (a no-op if it already is).
-                    try? await store.releaseConversation(
+                    _ = try? await store.releaseConversation(
                         tenant: record.tenant, conversationID: record.conversationId, executionID: executionID)
                     return
                 case .complete:
@@ -116,7 +122,7 @@ public struct AgentRunner: Sendable {
                     try await run.append([NewEvent(.finish, ["status": "completed"], status: .completed)])
                 case .fail(let code, let message):
                     try await run.fail(code: code, message: message)
-                    try? await store.releaseConversation(
+                    _ = try? await store.releaseConversation(
                         tenant: record.tenant, conversationID: record.conversationId, executionID: executionID)
                 case .abortTurn(let turnID):
                     try await run.append([
@@ -146,13 +152,8 @@ public struct AgentRunner: Sendable {
                     try await waitForDecisions(ids, run)
                 }
             }
-        } catch let error as AppendError {
+        } catch let error where Self.passesThrough(error) {
             throw error
-        } catch let error as RedisError {
-            // Redis trouble is not the agent's failure: the caller retries (the state is rebuilt from the log).
-            throw error
-        } catch is CancellationError {
-            throw CancellationError()
         } catch {
             // The client gets a stable code and a message for humans; the error itself (Swift types, paths,
             // provider replies) goes only to the log, under the execution's id.
@@ -161,7 +162,7 @@ public struct AgentRunner: Sendable {
                 code: "agent_error",
                 message: "The agent stopped on an internal error. The worker's log has the details under this "
                     + "execution's id.")
-            try? await store.releaseConversation(
+            _ = try? await store.releaseConversation(
                 tenant: record.tenant, conversationID: record.conversationId, executionID: executionID)
         }
     }
@@ -204,12 +205,8 @@ public struct AgentRunner: Sendable {
                 return
             } catch let error as ModelError {
                 failure = error
-            } catch let error as AppendError {
+            } catch let error where Self.passesThrough(error) {
                 throw error
-            } catch let error as RedisError {
-                throw error
-            } catch is CancellationError {
-                throw CancellationError()
             } catch {
                 logger.error("execution \(run.executionID): the model provider failed: \(String(reflecting: error))")
                 failure = ModelError(code: "model_error", message: "The model provider failed.")

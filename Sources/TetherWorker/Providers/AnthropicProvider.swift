@@ -27,16 +27,10 @@ public struct AnthropicProvider: ModelProvider {
         var headers: [(String, String)] = model.headers.sorted { $0.key < $1.key }
         headers += [("x-api-key", apiKey), ("anthropic-version", Self.apiVersion)]
         var parser = AnthropicStreamParser()
-        try await http.stream(
+        try await http.streamTurn(
             url: model.resolvedBaseURL + "/v1/messages", headers: headers, body: Self.body(request, model),
-            errorMessage: { $0["error"]?["message"]?.stringValue },
-            onEvent: { event in
-                let events = try parser.parse(event, http: http)
-                guard !events.isEmpty else { return }
-                var stored: EventLoopFuture<Void>?
-                for event in events { stored = sink.emit(event) }
-                try await stored?.get()
-            })
+            errorMessage: { $0["error"]?["message"]?.stringValue }, into: sink,
+            parse: { event in try parser.parse(event, http: http) })
         if !parser.stopped { throw http.streamError("the stream ended before message_stop", retryable: true) }
     }
 

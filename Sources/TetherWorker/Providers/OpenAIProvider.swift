@@ -24,17 +24,10 @@ public struct OpenAIProvider: ModelProvider {
         var headers: [(String, String)] = model.headers.sorted { $0.key < $1.key }
         if let apiKey { headers.append(("Authorization", "Bearer \(apiKey)")) }
         var parser = OpenAIStreamParser()
-        try await http.stream(
+        try await http.streamTurn(
             url: model.resolvedBaseURL + "/chat/completions", headers: headers, body: Self.body(request, model),
-            errorMessage: { $0["error"]?["message"]?.stringValue },
-            onEvent: { event in
-                let events = try parser.parse(event, http: http)
-                guard !events.isEmpty else { return }
-                var stored: EventLoopFuture<Void>?
-                for event in events { stored = sink.emit(event) }
-                // Backpressure: read on once this chunk's events are stored.
-                try await stored?.get()
-            })
+            errorMessage: { $0["error"]?["message"]?.stringValue }, into: sink,
+            parse: { event in try parser.parse(event, http: http) })
         if !parser.done { throw http.streamError("the stream ended before [DONE]", retryable: true) }
     }
 

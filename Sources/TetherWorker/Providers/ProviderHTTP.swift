@@ -63,6 +63,21 @@ struct ProviderHTTP: Sendable {
         }
     }
 
+    /// Streams one turn: POSTs `body`, turns each SSE event into model events with `parse`, and hands them to `sink`,
+    /// reading on once a chunk's events are stored (backpressure).
+    func streamTurn(
+        url: String, headers: [(String, String)], body: JSON, errorMessage: @escaping @Sendable (JSON) -> String?,
+        into sink: any TurnSink, parse: (SSEEvent) throws -> [ModelEvent]
+    ) async throws {
+        try await stream(
+            url: url, headers: headers, body: body, errorMessage: errorMessage,
+            onEvent: { event in
+                var stored: EventLoopFuture<Void>?
+                for modelEvent in try parse(event) { stored = sink.emit(modelEvent) }
+                try await stored?.get()
+            })
+    }
+
     /// The error of a non-200 answer: retryable for 408, 409, 429 and 5xx (with `Retry-After`), not for the rest.
     func failure(
         status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer?, _ errorMessage: (JSON) -> String?
