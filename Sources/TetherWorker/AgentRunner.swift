@@ -369,14 +369,21 @@ public struct AgentRunner: Sendable {
     }
 }
 
-/// One execution as a runner drives it: its state, the newest log entry folded in, and its appends (fenced).
+/// One execution as a runner drives it: its state, what of the log it has folded in, and its appends (fenced).
 /// Confined to the task that runs the execution.
+///
+/// Others append too (the decide and cancel scripts), between this runner's own appends: ``readNew()`` reads on from
+/// the last entry it read, not from the last it appended, and skips the entries it appended itself (already folded
+/// in), so an entry appended in between is never missed.
 final class ExecutionRun {
     let store: ExecutionStore
     let executionID: String
     let fence: Int
     private(set) var state = AgentState()
-    private var lastID: StreamID?
+    /// The newest entry read from the log.
+    private var lastRead: StreamID?
+    /// Entries this runner appended and folded in, not yet passed by a read.
+    private var appended: Set<String> = []
 
     init(store: ExecutionStore, executionID: String, fence: Int) {
         self.store = store
@@ -386,35 +393,36 @@ final class ExecutionRun {
 
     /// Reads the whole log into the state.
     func load() async throws {
-        for event in try await store.allEvents(executionID) { apply(event) }
+        for event in try await store.allEvents(executionID) { read(event) }
     }
 
-    /// Reads and folds in the entries appended since the last one seen (decisions come this way).
+    /// Reads and folds in the entries appended since the last one read (decisions come this way).
     func readNew() async throws {
         while true {
-            let events = try await store.events(executionID, after: lastID, count: 1000)
-            for event in events { apply(event) }
+            let events = try await store.events(executionID, after: lastRead, count: 1000)
+            for event in events { read(event) }
             if events.count < 1000 { return }
         }
     }
 
-    private func apply(_ event: StoredEvent) {
-        if let position = event.position, let last = lastID, position <= last { return }
+    private func read(_ event: StoredEvent) {
+        if let position = event.position, let last = lastRead, position <= last { return }
+        lastRead = event.position ?? lastRead
+        if appended.remove(event.id) != nil { return }
         state.apply(event.type, event.json)
-        lastID = event.position ?? lastID
     }
 
     /// Appends events (fenced) and folds them in.
     func append(_ events: [NewEvent]) async throws {
         let ids = try await store.append(executionID, fence: fence, events: events)
         for event in events { state.apply(event.type.rawValue, event.data) }
-        if let last = ids.last.flatMap({ StreamID($0) }) { lastID = last }
+        appended.formUnion(ids)
     }
 
     /// Folds in the events a ``TurnRecorder`` already stored.
     func fold(_ outcome: TurnRecorder.Outcome) {
         for event in outcome.events { state.apply(event.type.rawValue, event.data) }
-        if let last = outcome.lastID.flatMap({ StreamID($0) }) { lastID = last }
+        appended.formUnion(outcome.ids)
     }
 
     /// Ends the execution as failed: an `error` event with a stable code and a message for people, then `finish`.

@@ -3,6 +3,8 @@ import Testing
 import TetherClient
 import TetherCore
 
+@testable import TetherWorker
+
 /// The environment variable the test agents read their API key from, and its value.
 let providerKeyVariable = "TETHER_TEST_PROVIDER_KEY"
 let providerKey = "sk-test-0123456789abcdef"
@@ -287,5 +289,43 @@ struct ProviderTests {
         let finish =
             #"{"id":"chatcmpl-T1","object":"chat.completion.chunk","created":1783846012,"model":"gpt-4.1-mini","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"tool_calls"}],"usage":null}"#
         return "data: \(head)\(start)\(tail)\n\ndata: \(head)\(fragment)\(tail)\n\ndata: \(finish)\n\ndata: [DONE]\n\n"
+    }
+}
+
+@Suite("Decisions made while the runner is busy", .timeLimit(.minutes(1)))
+struct DecisionRaceTests {
+    @Test func aDecisionRecordedWhileAToolRunsIsSeenWhenTheRunnerWaits() async throws {
+        let fake = try await FakeProvider.start()
+        defer { fake.stop() }
+        fake.enqueue(.stream(try fixture("openai-tools.sse")), .stream(try fixture("openai-text.sse")))
+        let harness = try await Harness.start(withWorker: false)
+        defer { harness.stop() }
+        var model = AgentDefinition.Model(provider: .openai, name: "gpt-4.1-mini")
+        model.baseURL = fake.baseURL + "/v1"
+        let agent = AgentDefinition(id: "bot", model: model, tools: ["get_weather", "send_email"])
+        let store = harness.store
+        // get_weather returns only once the human's decision on send_email is stored: the decide script appends it
+        // between the runner's approval request and its tool output.
+        let slowWeather = BuiltInTool(DemoTools.getWeather.descriptor) { _, context in
+            while (try? await store.decision(context.executionID, toolCallID: "call_9fGs2LwQeT6bNz1XyKc4Ju8P")) == nil {
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+            return .output(["forecast": "rain"])
+        }
+        let runner = AgentRunner(
+            store: store, agents: [agent], providers: ["bot": OpenAIProvider(model: model, apiKey: nil)],
+            tools: ["get_weather": slowWeather, "send_email": DemoTools.sendEmail],
+            logger: Harness.quietLogger("tether.worker"))
+        let token = try await harness.makeKey(tenant: "acme", agent: "bot")
+        let stream = try await harness.create("Weather, then mail Bob", token: token)
+        let claim = try #require(try await store.claim(stream.executionID, owner: "test"))
+        let running = Task { try await runner.run(stream.executionID, fence: claim.fence) }
+        _ = try await readFrames(stream) { $0.contains { $0.type == "tool-approval-request" } }
+        #expect(
+            try await harness.decide(stream.executionID, "call_9fGs2LwQeT6bNz1XyKc4Ju8P", approved: true, token: token)
+                .status == 200)
+        let rest = try await readFrames(stream) { _ in false }
+        #expect(rest.last?.finishReason == "stop")
+        try await running.value
     }
 }

@@ -23,8 +23,8 @@ final class TurnRecorder: TurnSink, Sendable {
         var outputTokens: Int?
         /// Every event appended, in order (the runner folds them into its state).
         var events: [NewEvent]
-        /// The id of the last entry appended.
-        var lastID: String?
+        /// The ids of the entries appended, in order.
+        var ids: [String]
     }
 
     private struct Batch {
@@ -44,7 +44,7 @@ final class TurnRecorder: TurnSink, Sendable {
         var sending = false
         var failure: (any Error)?
         var stored: [NewEvent] = []
-        var lastID: String?
+        var ids: [String] = []
         var drained: [EventLoopPromise<Void>] = []
     }
 
@@ -145,7 +145,7 @@ final class TurnRecorder: TurnSink, Sendable {
                 switch result {
                 case .success(let ids):
                     state.stored += sent.events
-                    if let last = ids.last { state.lastID = last }
+                    state.ids += ids
                     if let first = state.queue.first {
                         next = first.events
                     } else {
@@ -182,7 +182,7 @@ final class TurnRecorder: TurnSink, Sendable {
         return state.withLock { state in
             Outcome(
                 calls: state.calls, finishReason: state.finishReason, inputTokens: state.inputTokens,
-                outputTokens: state.outputTokens, events: state.stored, lastID: state.lastID)
+                outputTokens: state.outputTokens, events: state.stored, ids: state.ids)
         }
     }
 }
