@@ -1,3 +1,4 @@
+import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
@@ -100,7 +101,7 @@ extension Gateway {
     func approve(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
         var request = request
         let record = try await ownedRecord(context)
-        let toolCallID = try context.parameters.require("toolCallId")
+        let toolCallID = try Self.pathParameter("toolCallId", context)
         try requireJSON(request)
         let body = try await collectBody(&request)
         let decision = try RequestValidation.decision(body)
@@ -141,18 +142,20 @@ extension Gateway {
 
     func reconnect(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
         let record = try await ownedRecord(context)
-        var cursor = try parseCursor(request)
+        let asked = try Self.cursor(request)
+        var cursor = asked.id
         var gap: Gap?
-        if cursor == nil, let skipText = request.headers[HTTPField.Name("x-stream-start-index")!] {
-            guard let skip = Int(skipText), skip >= 0 else {
-                throw APIError.badRequest(
-                    "invalid_stream_start_index", "x-stream-start-index must be a non-negative integer")
-            }
+        if let skip = asked.startIndex {
             switch try await store.position(record.id, afterFrames: skip) {
             case .start: break
             case .after(let position): cursor = position
             case .trimmed(let resume): gap = Gap(after: .startIndex(skip), resumeFrom: resume)
             }
+        }
+        if let cursor, let last = record.lastEventId.flatMap({ StreamID($0) }), cursor > last, asked.id != nil {
+            // No client can have an event after the newest one: waiting for it would hold the stream forever.
+            throw APIError.badRequest(
+                "invalid_last_event_id", "Last-Event-ID \(cursor) is after the execution's newest event \(last)")
         }
         // The client already has the final frame: tell EventSource to stop reconnecting.
         if record.status.isTerminal, let cursor, let last = record.lastEventId.flatMap({ StreamID($0) }), cursor >= last
@@ -174,7 +177,7 @@ extension Gateway {
     /// The execution of the path, when the principal may see it; `404` otherwise (never `403`: no existence leak).
     private func ownedRecord(_ context: GatewayRequestContext) async throws -> ExecutionRecord {
         let principal = try context.requirePrincipal()
-        let id = try context.parameters.require("executionId")
+        let id = try Self.pathParameter("executionId", context)
         guard id.hasPrefix("exec_"), id.utf8.count <= 64,
             let record = try await store.record(id), record.tenant == principal.tenant,
             record.agentId == principal.agent
@@ -182,13 +185,37 @@ extension Gateway {
         return record
     }
 
-    private func parseCursor(_ request: Request) throws -> StreamID? {
-        let raw = request.headers[HTTPField.Name("Last-Event-ID")!] ?? request.uri.queryParameters.get("lastEventId")
-        guard let raw, !raw.isEmpty else { return nil }
-        guard let id = StreamID(raw) else {
-            throw APIError.badRequest("invalid_last_event_id", "Last-Event-ID must be a stream id like 1764425001234-0")
+    /// Where a reconnect starts: the `Last-Event-ID` header, else the `lastEventId` query parameter, else
+    /// `x-stream-start-index` frames in. Every one given is checked, used or not; an empty value counts as absent.
+    static func cursor(_ request: Request) throws -> (id: StreamID?, startIndex: Int?) {
+        func given(_ value: String?) -> String? { value.flatMap { $0.isEmpty ? nil : $0 } }
+        func streamID(_ raw: String?, _ name: String) throws -> StreamID? {
+            guard let raw = given(raw) else { return nil }
+            guard let id = StreamID(raw) else {
+                throw APIError.badRequest("invalid_last_event_id", "\(name) must be a stream id like 1764425001234-0")
+            }
+            return id
         }
-        return id
+        let header = try streamID(request.headers[HTTPField.Name("Last-Event-ID")!], "Last-Event-ID")
+        let query = try streamID(request.uri.queryParameters.get("lastEventId"), "lastEventId")
+        var startIndex: Int?
+        if let text = given(request.headers[HTTPField.Name("x-stream-start-index")!]) {
+            guard text.utf8.count <= 19, text.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
+                let skip = Int(text)
+            else {
+                throw APIError.badRequest(
+                    "invalid_stream_start_index", "x-stream-start-index must be a non-negative integer (digits only)")
+            }
+            startIndex = skip
+        }
+        let id = header ?? query
+        return (id, id == nil ? startIndex : nil)
+    }
+
+    /// A path parameter, percent-decoded (`call%5F1` is `call_1`).
+    static func pathParameter(_ name: String, _ context: GatewayRequestContext) throws -> String {
+        let raw = try context.parameters.require(name)
+        return raw.removingPercentEncoding ?? raw
     }
 
     private func requireJSON(_ request: Request) throws {

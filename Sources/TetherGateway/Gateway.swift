@@ -59,7 +59,8 @@ public final class Gateway: Sendable {
     /// The router with every route and middleware.
     public func makeRouter() -> Router<GatewayRequestContext> {
         let routes = self.routes
-        let router = Router(context: GatewayRequestContext.self)
+        // HEAD answers every GET route, with its headers and no body (RFC 9110).
+        let router = Router(context: GatewayRequestContext.self, options: .autoGenerateHeadEndpoints)
         // CORS outermost, so that error responses carry its headers too. Middleware applies to the routes added
         // after it.
         router.add(middleware: CORSMiddleware(allowedOrigins: config.http.corsAllowedOrigins))

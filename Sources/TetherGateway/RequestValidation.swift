@@ -168,8 +168,9 @@ public enum RequestValidation {
             guard case .string(let text) = value else {
                 throw .badRequest("invalid_request", "reason must be a string, got \(value.typeName)")
             }
-            guard text.utf8.count <= 4096 else {
-                throw .badRequest("invalid_request", "reason is longer than 4096 bytes")
+            // Counted in Unicode scalars, as JSON Schema's maxLength counts (the OpenAPI document says 4096).
+            guard text.unicodeScalars.count <= 4096 else {
+                throw .badRequest("invalid_request", "reason is longer than 4096 characters")
             }
             reason = text
         }

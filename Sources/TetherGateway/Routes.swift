@@ -35,6 +35,8 @@ struct RouteTable: Sendable {
         for pattern in patterns where Self.matches(pattern.segments, asked) && !methods.contains(pattern.method) {
             methods.append(pattern.method)
         }
+        // The router answers HEAD wherever it answers GET.
+        if methods.contains(.get) { methods.append(.head) }
         return methods
     }
 

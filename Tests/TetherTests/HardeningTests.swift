@@ -138,12 +138,12 @@ struct HardeningTests {
         let cases: [(HTTPMethod, String, String)] = [
             (.DELETE, "/run/api/executions", "POST"),
             (.GET, "/run/api/executions", "POST"),
-            (.PUT, "/run/api/executions/exec_x", "GET"),
-            (.DELETE, "/run/api/executions/exec_x", "GET"),
+            (.PUT, "/run/api/executions/exec_x", "GET, HEAD"),
+            (.DELETE, "/run/api/executions/exec_x", "GET, HEAD"),
             (.GET, "/run/api/executions/exec_x/approvals/call_1", "POST"),
-            (.POST, "/run/api/executions/exec_x/stream", "GET"),
-            (.POST, "/healthz", "GET"),
-            (.PATCH, "/run/api/openapi.json", "GET"),
+            (.POST, "/run/api/executions/exec_x/stream", "GET, HEAD"),
+            (.POST, "/healthz", "GET, HEAD"),
+            (.PATCH, "/run/api/openapi.json", "GET, HEAD"),
         ]
         for (method, path, allow) in cases {
             let response = try await harness.http.send(method, path, headers: harness.auth())
@@ -154,5 +154,49 @@ struct HardeningTests {
         let unknown = try await harness.http.send(.DELETE, "/run/api/nothing/here", headers: harness.auth())
         #expect(unknown.status == 404)
         #expect(unknown.headers["allow"] == nil)
+    }
+}
+
+@Suite("Reconnect cursors and path parameters", .timeLimit(.minutes(2)))
+struct CursorInputTests {
+    @Test func everyCursorGivenIsCheckedAndAnEmptyOneCountsAsAbsent() async throws {
+        let harness = try await Harness.start()
+        defer { harness.stop() }
+        let stream = try await harness.create("hi")
+        let frames = try await readFrames(stream) { _ in false }
+        let id = stream.executionID
+        let last = try #require(frames.last?.event.id)
+        func reconnect(_ headers: [(String, String)], query: String = "") async throws -> HTTPResult {
+            try await harness.http.send(
+                .GET, "/run/api/executions/\(id)/stream\(query)", headers: harness.auth() + headers)
+        }
+        // A bad value is 400 even when another cursor is given too.
+        #expect(try await reconnect([("Last-Event-ID", "1-0")], query: "?lastEventId=garbage").status == 400)
+        #expect(try await reconnect([("Last-Event-ID", "1-0"), ("x-stream-start-index", "-5")]).status == 400)
+        #expect(try await reconnect([("x-stream-start-index", "+1")]).status == 400)
+        // An empty header does not hide a query cursor.
+        #expect(try await reconnect([("Last-Event-ID", "")], query: "?lastEventId=\(last)").status == 204)
+        // A cursor after the newest event cannot be any client's: 400, not a stream that waits forever.
+        let beyond = try await reconnect([("Last-Event-ID", "18446744073709551615-18446744073709551615")])
+        #expect(beyond.status == 400)
+        #expect(try JSON.parse(beyond.body)["code"] == "invalid_last_event_id")
+        // HEAD answers like GET, without a body.
+        let head = try await harness.http.send(.HEAD, "/run/api/executions/\(id)", headers: harness.auth())
+        #expect(head.status == 200)
+        #expect(head.body.isEmpty)
+    }
+
+    @Test func pathParametersArePercentDecoded() async throws {
+        let harness = try await Harness.start()
+        defer { harness.stop() }
+        let stream = try await harness.create("Please send an email to lea@example.com")
+        let frames = try await readFrames(stream) { $0.contains { $0.type == "tool-approval-request" } }
+        let toolCallID = try #require(frames.last?.typed?["toolCallId"]?.stringValue)
+        let encodedID = stream.executionID.replacingOccurrences(of: "_", with: "%5F")
+        #expect(try await harness.status(encodedID).status == 200)
+        let decided = try await harness.decide(
+            stream.executionID, toolCallID.replacingOccurrences(of: "_", with: "%5F"), approved: true)
+        #expect(decided.status == 200)
+        #expect(try await readFrames(stream) { _ in false }.last?.finishReason == "stop")
     }
 }

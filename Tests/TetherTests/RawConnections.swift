@@ -59,27 +59,42 @@ final class KeepAliveConnection: @unchecked Sendable {
 
     struct ClosedWithoutResponse: Error {}
 
-    private let channel: NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
-    private var inbound: NIOAsyncChannelInboundStream<HTTPClientResponsePart>.AsyncIterator
-    private let outbound: NIOAsyncChannelOutboundWriter<HTTPClientRequestPart>
+    /// Hands the response parts to a stream; the stream ends when the connection does.
+    private final class Collector: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = HTTPClientResponsePart
+        let continuation: AsyncStream<HTTPClientResponsePart>.Continuation
 
-    private init(_ channel: NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>) throws {
+        init(_ continuation: AsyncStream<HTTPClientResponsePart>.Continuation) { self.continuation = continuation }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            continuation.yield(unwrapInboundIn(data))
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            continuation.finish()
+            context.fireChannelInactive()
+        }
+    }
+
+    private let channel: any Channel
+    private var parts: AsyncStream<HTTPClientResponsePart>.AsyncIterator
+
+    private init(channel: any Channel, parts: AsyncStream<HTTPClientResponsePart>) {
         self.channel = channel
-        // The connection lives as long as this object; its streams are used directly (no executeThenClose scope).
-        inbound = channel.inbound.makeAsyncIterator()
-        outbound = channel.outbound
+        self.parts = parts.makeAsyncIterator()
     }
 
     static func open(port: Int) async throws -> KeepAliveConnection {
+        let (parts, continuation) = AsyncStream.makeStream(of: HTTPClientResponsePart.self)
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connect(host: "127.0.0.1", port: port) { channel in
+            .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    return try NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>(
-                        wrappingChannelSynchronously: channel)
+                    try channel.pipeline.syncOperations.addHandler(Collector(continuation))
                 }
             }
-        return try KeepAliveConnection(channel)
+            .connect(host: "127.0.0.1", port: port).get()
+        return KeepAliveConnection(channel: channel, parts: parts)
     }
 
     /// Sends a request and reads its whole response (an SSE stream included, to its end).
@@ -90,11 +105,11 @@ final class KeepAliveConnection: @unchecked Sendable {
         head.headers.add(name: "Host", value: "127.0.0.1")
         for (name, value) in headers { head.headers.add(name: name, value: value) }
         if let body { head.headers.add(name: "Content-Length", value: String(body.utf8.count)) }
-        try await outbound.write(.head(head))
-        if let body { try await outbound.write(.body(.byteBuffer(ByteBuffer(string: body)))) }
-        try await outbound.write(.end(nil))
+        channel.write(HTTPClientRequestPart.head(head), promise: nil)
+        if let body { channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(string: body))), promise: nil) }
+        try await channel.writeAndFlush(HTTPClientRequestPart.end(nil))
         var response: Response?
-        while let part = try await inbound.next() {
+        while let part = await parts.next() {
             switch part {
             case .head(let head):
                 response = Response(status: Int(head.status.code), headers: head.headers, body: [])
@@ -108,10 +123,5 @@ final class KeepAliveConnection: @unchecked Sendable {
         throw ClosedWithoutResponse()
     }
 
-    func close() {
-        outbound.finish()
-        channel.channel.close(promise: nil)
-    }
-
-    deinit { close() }
+    func close() { channel.close(promise: nil) }
 }

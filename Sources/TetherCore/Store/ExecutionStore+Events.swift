@@ -43,6 +43,8 @@ extension ExecutionStore {
 
     /// Events after `cursor` (exclusive; from the start when `nil`), at most `count`.
     public func events(_ id: String, after cursor: StreamID?, count: Int = 1000) async throws -> [StoredEvent] {
+        // Nothing comes after the largest id (and Redis refuses an exclusive range that starts there).
+        if cursor == StreamID(milliseconds: .max, sequence: .max) { return [] }
         let start = cursor.map { "(\($0)" } ?? "-"
         let reply = try await redis.send("XRANGE", keys.events(id), start, "+", "COUNT", count)
         return Self.parseEntries(reply)
