@@ -152,10 +152,10 @@ extension Gateway {
             case .trimmed(let resume): gap = Gap(after: .startIndex(skip), resumeFrom: resume)
             }
         }
-        if let cursor, let last = record.lastEventId.flatMap({ StreamID($0) }), cursor > last, asked.id != nil {
-            // No client can have an event after the newest one: waiting for it would hold the stream forever.
-            throw APIError.badRequest(
-                "invalid_last_event_id", "Last-Event-ID \(cursor) is after the execution's newest event \(last)")
+        if let given = cursor, let last = record.lastEventId.flatMap({ StreamID($0) }), given > last {
+            // No client has an event after the newest one: read it as "has everything so far" (waiting for ids
+            // after it would hold the stream open on nothing).
+            cursor = last
         }
         // The client already has the final frame: tell EventSource to stop reconnecting.
         if record.status.isTerminal, let cursor, let last = record.lastEventId.flatMap({ StreamID($0) }), cursor >= last
@@ -186,7 +186,8 @@ extension Gateway {
     }
 
     /// Where a reconnect starts: the `Last-Event-ID` header, else the `lastEventId` query parameter, else
-    /// `x-stream-start-index` frames in. Every one given is checked, used or not; an empty value counts as absent.
+    /// `x-stream-start-index` frames in. Every one given is checked, used or not; an empty cursor counts as absent (an
+    /// empty start index is not a number).
     static func cursor(_ request: Request) throws -> (id: StreamID?, startIndex: Int?) {
         func given(_ value: String?) -> String? { value.flatMap { $0.isEmpty ? nil : $0 } }
         func streamID(_ raw: String?, _ name: String) throws -> StreamID? {
@@ -199,7 +200,7 @@ extension Gateway {
         let header = try streamID(request.headers[HTTPField.Name("Last-Event-ID")!], "Last-Event-ID")
         let query = try streamID(request.uri.queryParameters.get("lastEventId"), "lastEventId")
         var startIndex: Int?
-        if let text = given(request.headers[HTTPField.Name("x-stream-start-index")!]) {
+        if let text = request.headers[HTTPField.Name("x-stream-start-index")!] {
             guard text.utf8.count <= 19, text.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
                 let skip = Int(text)
             else {
