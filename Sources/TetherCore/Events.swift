@@ -41,9 +41,11 @@ public enum EventType: String, Sendable, CaseIterable {
 /// One event to append to an execution's log.
 public struct NewEvent: Sendable, Hashable {
     /// The event type.
-    public var type: EventType
+    public let type: EventType
     /// Its payload: a JSON object, with `type` among its members.
-    public var data: JSON
+    public let data: JSON
+    /// ``data`` as stored: compact JSON text, sorted keys.
+    public let renderedData: String
     /// The status the execution moves to with this event, if any.
     public var status: ExecutionStatus?
     /// A field and value to set in the execution's approvals hash with this event, if any.
@@ -58,8 +60,35 @@ public struct NewEvent: Sendable, Hashable {
         fields["type"] = .string(type.rawValue)
         self.type = type
         self.data = .object(fields)
+        self.renderedData = data.rendered
         self.status = status
         self.approvalField = approvalField
+    }
+
+    /// A `text-delta` of a model turn, its payload rendered without sorting a dictionary: the one event a turn
+    /// appends per token.
+    public static func textDelta(turnID: String, partID: String, text: String) -> NewEvent {
+        var rendered = "{\"partId\":"
+        JSON.appendQuoted(partID, to: &rendered)
+        rendered += ",\"text\":"
+        JSON.appendQuoted(text, to: &rendered)
+        rendered += ",\"turnId\":"
+        JSON.appendQuoted(turnID, to: &rendered)
+        rendered += ",\"type\":\"text-delta\"}"
+        return NewEvent(
+            type: .text,
+            data: [
+                "type": .string(EventType.text.rawValue), "turnId": .string(turnID), "partId": .string(partID),
+                "text": .string(text),
+            ], renderedData: rendered)
+    }
+
+    private init(type: EventType, data: JSON, renderedData: String) {
+        self.type = type
+        self.data = data
+        self.renderedData = renderedData
+        self.status = nil
+        self.approvalField = nil
     }
 
     /// Compares type, payload, status and approval field.

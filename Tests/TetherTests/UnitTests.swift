@@ -94,4 +94,12 @@ struct UnitTests {
         #expect(model.respond(denied).text == "I did not send the email. You declined: Not now: budget freeze.")
         #expect(DemoModel.tokens("a b  c") == ["a ", "b ", " ", "c"])
     }
+
+    @Test func aTextDeltaRendersAsItsPayloadWould() {
+        for text in ["plain ", "quote \" and \\ and \n", "é 🌤", ""] {
+            let event = NewEvent.textDelta(turnID: "turn_abc", partID: "p2", text: text)
+            #expect(event.renderedData == event.data.rendered)
+            #expect(event.data["type"] == "text-delta")
+        }
+    }
 }

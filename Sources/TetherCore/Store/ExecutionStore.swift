@@ -282,7 +282,7 @@ public struct ExecutionStore: Sendable {
         arguments.reserveCapacity(arguments.count + 5 * events.count)
         for event in events {
             arguments.append(event.type.rawValue)
-            arguments.append(event.data.rendered)
+            arguments.append(event.renderedData)
             arguments.append(event.status?.rawValue ?? "")
             arguments.append(event.approvalField?.field ?? "")
             arguments.append(event.approvalField?.value ?? "")

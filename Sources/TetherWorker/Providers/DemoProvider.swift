@@ -67,7 +67,13 @@ final class PacedEmitter: Sendable {
     private let sink: any TurnSink
     private let pacer: Pacer
     private let promise: EventLoopPromise<Void>
-    private let state = Mutex((next: 0, done: false))
+    /// A struct, not a tuple: a tuple's type metadata is looked up at run time on every access (per token).
+    private struct State {
+        var next = 0
+        var done = false
+    }
+
+    private let state = Mutex(State())
 
     init(events: [ModelEvent], sink: any TurnSink, pacer: Pacer) {
         self.events = events

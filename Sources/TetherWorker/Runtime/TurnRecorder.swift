@@ -14,10 +14,17 @@ final class TurnRecorder: TurnSink, Sendable {
     /// Most events in one append.
     static let batchLimit = 256
 
+    /// A tool call of the turn (a struct, not a tuple: a tuple's metadata is looked up at run time on every access).
+    struct Call {
+        var id: String
+        var name: String
+        var arguments: String
+    }
+
     /// What the turn came to, once streamed and stored.
     struct Outcome {
         /// The calls in the order the model made them, with their complete arguments.
-        var calls: [(id: String, name: String, arguments: String)]
+        var calls: [Call]
         var finishReason: String?
         var inputTokens: Int?
         var outputTokens: Int?
@@ -29,13 +36,22 @@ final class TurnRecorder: TurnSink, Sendable {
 
     private struct Batch {
         var events: [NewEvent]
-        let promise: EventLoopPromise<Void>
+        /// For events that joined the batch while another append was in flight; the batch that goes out at once
+        /// hands its caller the append's own future instead (no hop to another loop when the reply comes).
+        let promise: EventLoopPromise<Void>?
+    }
+
+    /// What ``enqueue(_:_:start:)`` did with an event.
+    private enum Queued {
+        case stored(EventLoopFuture<Void>)
+        case sendNow([NewEvent])
     }
 
     private struct State {
         var part = 0
+        var partID = ""
         var inText = false
-        var calls: [(id: String, name: String, arguments: String)] = []
+        var calls: [Call] = []
         var finishReason: String?
         var inputTokens: Int?
         var outputTokens: Int?
@@ -68,21 +84,21 @@ final class TurnRecorder: TurnSink, Sendable {
 
     func emit(_ event: ModelEvent) -> EventLoopFuture<Void> {
         let turn = JSON.string(turnID)
-        return state.withLock { state -> EventLoopFuture<Void>? in
+        let queued = state.withLock { state -> Queued? in
+            func enqueue(_ event: NewEvent, _ state: inout State) -> Queued { self.enqueue(event, &state) }
             switch event {
             case .textDelta(let text):
                 guard !text.isEmpty else { return nil }
                 if !state.inText {
                     state.part += 1
+                    state.partID = "p\(state.part)"
                     state.inText = true
                 }
-                return enqueue(
-                    NewEvent(.text, ["turnId": turn, "partId": .string("p\(state.part)"), "text": .string(text)]),
-                    &state)
+                return enqueue(NewEvent.textDelta(turnID: turnID, partID: state.partID, text: text), &state)
             case .toolCallStart(let id, let name):
                 state.inText = false
                 guard !state.calls.contains(where: { $0.id == id }) else { return nil }
-                state.calls.append((id, name, ""))
+                state.calls.append(Call(id: id, name: name, arguments: ""))
                 return enqueue(
                     NewEvent(
                         .toolCallStart,
@@ -112,36 +128,47 @@ final class TurnRecorder: TurnSink, Sendable {
                 state.finishReason = reason
                 return nil
             }
-        } ?? loop.makeSucceededVoidFuture()
+        }
+        switch queued {
+        case .stored(let future):
+            return future
+        case .sendNow(let events):
+            // Sent after the lock (the reply may come back on this thread); the caller waits on the append itself.
+            return send(events).map { _ in }
+        case nil:
+            return loop.makeSucceededVoidFuture()
+        }
     }
 
-    /// Queues an event (state locked); starts an append when none is in flight. Returns when it is stored.
-    private func enqueue(_ event: NewEvent, _ state: inout State) -> EventLoopFuture<Void> {
-        if let failure = state.failure { return loop.makeFailedFuture(failure) }
+    /// Queues an event (state locked): it goes out at once when no append is in flight, else it joins the next.
+    private func enqueue(_ event: NewEvent, _ state: inout State) -> Queued {
+        if let failure = state.failure { return .stored(loop.makeFailedFuture(failure)) }
         if let last = state.queue.indices.last, state.queue[last].events.count < Self.batchLimit,
-            !(state.sending && last == 0)
+            !(state.sending && last == 0), let promise = state.queue[last].promise
         {
             state.queue[last].events.append(event)
-            return state.queue[last].promise.futureResult
+            return .stored(promise.futureResult)
         }
-        let batch = Batch(events: [event], promise: loop.makePromise())
-        state.queue.append(batch)
         if !state.sending {
             state.sending = true
-            let events = batch.events
-            loop.execute { self.send(events) }
+            state.queue.append(Batch(events: [event], promise: nil))
+            return .sendNow([event])
         }
-        return batch.promise.futureResult
+        let promise = loop.makePromise(of: Void.self)
+        state.queue.append(Batch(events: [event], promise: promise))
+        return .stored(promise.futureResult)
     }
 
-    private func send(_ events: [NewEvent]) {
-        store.submitAppend(executionID, fence: fence, events: events).whenComplete { result in
+    @discardableResult
+    private func send(_ events: [NewEvent]) -> EventLoopFuture<[String]> {
+        let appended = store.submitAppend(executionID, fence: fence, events: events)
+        appended.whenComplete { result in
             var toComplete: [EventLoopPromise<Void>] = []
             var next: [NewEvent]?
             var failure: (any Error)?
             self.state.withLock { state in
                 let sent = state.queue.removeFirst()
-                toComplete.append(sent.promise)
+                if let promise = sent.promise { toComplete.append(promise) }
                 switch result {
                 case .success(let ids):
                     state.stored += sent.events
@@ -157,7 +184,7 @@ final class TurnRecorder: TurnSink, Sendable {
                     failure = error
                     state.failure = error
                     state.sending = false
-                    toComplete += state.queue.map(\.promise) + state.drained
+                    toComplete += state.queue.compactMap(\.promise) + state.drained
                     state.queue = []
                     state.drained = []
                 }
@@ -167,6 +194,7 @@ final class TurnRecorder: TurnSink, Sendable {
             }
             if let next { self.send(next) }
         }
+        return appended
     }
 
     /// Waits until every event emitted is stored; returns the turn's outcome, or throws the append failure.
