@@ -279,16 +279,80 @@ struct ProviderTests {
 
     /// A Chat Completions stream of one tool call, in the captured chunks' shape.
     static func oneCall(name: String, arguments: String) -> String {
+        calls([(id: "call_T1", name: name, arguments: arguments)])
+    }
+
+    /// A Chat Completions stream of tool calls, in the captured chunks' shape: each call's first chunk, then each
+    /// call's arguments in one fragment.
+    static func calls(_ calls: [(id: String, name: String, arguments: String)]) -> String {
         let head =
             #"{"id":"chatcmpl-T1","object":"chat.completion.chunk","created":1783846012,"model":"gpt-4.1-mini","choices":[{"index":0,"delta":"#
         let tail = #","logprobs":null,"finish_reason":null}],"usage":null}"#
-        let start =
-            #"{"tool_calls":[{"index":0,"id":"call_T1","type":"function","function":{"name":""# + name
-            + #"","arguments":""}}]}"#
-        let fragment = #"{"tool_calls":[{"index":0,"function":{"arguments":"# + JSON.quoted(arguments) + "}}]}"
+        var body = ""
+        for (index, call) in calls.enumerated() {
+            let start =
+                #"{"tool_calls":[{"index":"# + String(index) + #","id":""# + call.id
+                + #"","type":"function","function":{"name":""# + call.name + #"","arguments":""}}]}"#
+            body += "data: \(head)\(start)\(tail)\n\n"
+        }
+        for (index, call) in calls.enumerated() {
+            let fragment =
+                #"{"tool_calls":[{"index":"# + String(index) + #","function":{"arguments":"#
+                + JSON.quoted(call.arguments) + "}}]}"
+            body += "data: \(head)\(fragment)\(tail)\n\n"
+        }
         let finish =
             #"{"id":"chatcmpl-T1","object":"chat.completion.chunk","created":1783846012,"model":"gpt-4.1-mini","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"tool_calls"}],"usage":null}"#
-        return "data: \(head)\(start)\(tail)\n\ndata: \(head)\(fragment)\(tail)\n\ndata: \(finish)\n\ndata: [DONE]\n\n"
+        return body + "data: \(finish)\n\ndata: [DONE]\n\n"
+    }
+
+    @Test func twoCallsInOneTurnOneApprovedOneDeniedAndTheNextRequestCarriesBoth() async throws {
+        let fake = try await FakeProvider.start()
+        defer { fake.stop() }
+        let email = #"{"to":"%@","subject":"Hi","body":"Hello"}"#
+        fake.enqueue(
+            .stream(
+                Array(
+                    Self.calls([
+                        (
+                            id: "call_A", name: "send_email",
+                            arguments: email.replacingOccurrences(of: "%@", with: "a@x.io")
+                        ),
+                        (
+                            id: "call_B", name: "send_email",
+                            arguments: email.replacingOccurrences(of: "%@", with: "b@x.io")
+                        ),
+                    ]).utf8)),
+            .stream(try fixture("openai-text.sse")))
+        let (harness, token) = try await harness(fake, .openai)
+        defer { harness.stop() }
+        let stream = try await harness.create("Mail both", token: token)
+        // Both requests come in one append, before the execution waits.
+        let frames = try await readFrames(stream) { $0.filter { $0.type == "tool-approval-request" }.count == 2 }
+        let status = try JSON.parse(try await harness.status(stream.executionID, token: token).body)
+        #expect(
+            status["pendingApprovals"]?.arrayValue?.compactMap { $0["toolCallId"]?.stringValue } == [
+                "call_A", "call_B",
+            ])
+        #expect(
+            try await harness.decide(stream.executionID, "call_B", approved: false, reason: "Not B", token: token)
+                .status == 200)
+        #expect(try await harness.decide(stream.executionID, "call_A", approved: true, token: token).status == 200)
+        let rest = try await readFrames(stream) { _ in false }
+        #expect(rest.last?.finishReason == "stop")
+        #expect(
+            (frames + rest).filter { $0.type == "tool-output-available" }.compactMap { $0.typed?["toolCallId"] } == [
+                "call_A"
+            ])
+        #expect(
+            (frames + rest).filter { $0.type == "tool-output-denied" }.compactMap { $0.typed?["toolCallId"] } == [
+                "call_B"
+            ])
+        let messages = try #require(fake.received.last?.body["messages"]?.arrayValue)
+        let tools = messages.filter { $0["role"] == "tool" }
+        #expect(tools.map { $0["tool_call_id"] } == ["call_A", "call_B"])
+        #expect(try JSON.parse(Array((tools[0]["content"]?.stringValue ?? "").utf8))["to"] == "a@x.io")
+        #expect(tools[1]["content"]?.stringValue?.contains("Not B") == true)
     }
 }
 
