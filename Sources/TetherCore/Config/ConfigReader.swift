@@ -89,20 +89,19 @@ struct ConfigReader {
 
     /// A whole number within `range`.
     mutating func integer(_ name: String, _ range: ClosedRange<Int>, required: Bool = false) -> Int? {
-        let expected = Self.describe(range)
-        guard let text = scalar(name, required: required, expected: expected) else { return nil }
-        guard let value = Int(text), range.contains(value) else {
-            problem(name, "must be \(expected), got \(JSON.quoted(text))")
-            return nil
-        }
-        return value
+        ranged(name, range, Self.describe(range), required: required) { Int($0) }
     }
 
     /// A number within `range`.
     mutating func number(_ name: String, _ range: ClosedRange<Double>, required: Bool = false) -> Double? {
-        let expected = Self.describe(range)
+        ranged(name, range, Self.describe(range), required: required) { Double($0) }
+    }
+
+    private mutating func ranged<T: Comparable>(
+        _ name: String, _ range: ClosedRange<T>, _ expected: String, required: Bool, parse: (String) -> T?
+    ) -> T? {
         guard let text = scalar(name, required: required, expected: expected) else { return nil }
-        guard let value = Double(text), range.contains(value) else {
+        guard let value = parse(text), range.contains(value) else {
             problem(name, "must be \(expected), got \(JSON.quoted(text))")
             return nil
         }
