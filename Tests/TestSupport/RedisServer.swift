@@ -63,7 +63,8 @@ public final class RedisServer: @unchecked Sendable {
         self.process = process
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline {
-            if canConnect(port: port) { return }
+            // Redis opens its unix socket after its TCP port: wait for both, or a test on the socket races it.
+            if canConnect(port: port), FileManager.default.fileExists(atPath: socketPath) { return }
             usleep(10_000)
         }
         throw RedisError(.unavailable, "redis-server on port \(port) did not start")
