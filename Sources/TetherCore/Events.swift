@@ -43,7 +43,10 @@ public struct NewEvent: Sendable, Hashable {
     /// The event type.
     public let type: EventType
     /// Its payload: a JSON object, with `type` among its members.
-    public let data: JSON
+    public var data: JSON { json ?? (try? JSON.parse(renderedData)) ?? .object([:]) }
+    /// The payload as a value, when it was made from one (a text delta keeps only its rendering: it is parsed back
+    /// only when someone asks, which the runner does not).
+    private let json: JSON?
     /// ``data`` as stored: compact JSON text, sorted keys.
     public let renderedData: String
     /// The status the execution moves to with this event, if any.
@@ -58,8 +61,9 @@ public struct NewEvent: Sendable, Hashable {
     ) {
         var fields = fields
         fields["type"] = .string(type.rawValue)
+        let data = JSON.object(fields)
         self.type = type
-        self.data = .object(fields)
+        self.json = data
         self.renderedData = data.rendered
         self.status = status
         self.approvalField = approvalField
@@ -75,17 +79,12 @@ public struct NewEvent: Sendable, Hashable {
         rendered += ",\"turnId\":"
         JSON.appendQuoted(turnID, to: &rendered)
         rendered += ",\"type\":\"text-delta\"}"
-        return NewEvent(
-            type: .text,
-            data: [
-                "type": .string(EventType.text.rawValue), "turnId": .string(turnID), "partId": .string(partID),
-                "text": .string(text),
-            ], renderedData: rendered)
+        return NewEvent(type: .text, renderedData: rendered)
     }
 
-    private init(type: EventType, data: JSON, renderedData: String) {
+    private init(type: EventType, renderedData: String) {
         self.type = type
-        self.data = data
+        self.json = nil
         self.renderedData = renderedData
         self.status = nil
         self.approvalField = nil

@@ -98,6 +98,7 @@ public struct AgentRunner: Sendable {
             ).compactMap(ConversationItem.init(json:))
         let conversation = Conversation(record: record, prefix: history + added, added: added)
         try await run.load()
+        var historyAppended = false
         let agentTools = agent.tools.compactMap { tools[$0] }
         let descriptors = Dictionary(
             agentTools.map { ($0.descriptor.name, $0.descriptor) }, uniquingKeysWith: { a, _ in a })
@@ -108,9 +109,12 @@ public struct AgentRunner: Sendable {
                 try Task.checkCancellation()
                 switch AgentStep.next(run.state, maxSteps: agent.maxSteps, tools: descriptors) {
                 case .done:
-                    // Ended (completed, failed or cancelled): the conversation is free (a no-op if it already is).
-                    _ = try? await store.releaseConversation(
-                        tenant: record.tenant, conversationID: record.conversationId, executionID: executionID)
+                    // Ended (failed, cancelled, or completed by an owner that stopped before): free the
+                    // conversation. A completion here freed it with its history already.
+                    if !historyAppended {
+                        _ = try? await store.releaseConversation(
+                            tenant: record.tenant, conversationID: record.conversationId, executionID: executionID)
+                    }
                     return
                 case .complete:
                     // The exchange joins the conversation's history before the final frame: a client that has the
@@ -119,11 +123,10 @@ public struct AgentRunner: Sendable {
                         tenant: record.tenant, conversationID: record.conversationId, executionID: executionID,
                         items: (conversation.added + run.state.turnItems).map(\.json),
                         maxMessages: conversationMaxMessages)
+                    historyAppended = true
                     try await run.append([NewEvent(.finish, ["status": "completed"], status: .completed)])
                 case .fail(let code, let message):
                     try await run.fail(code: code, message: message)
-                    _ = try? await store.releaseConversation(
-                        tenant: record.tenant, conversationID: record.conversationId, executionID: executionID)
                 case .abortTurn(let turnID):
                     try await run.append([
                         NewEvent(.turnAborted, ["turnId": .string(turnID), "reason": "the turn was interrupted"])
@@ -200,7 +203,7 @@ public struct AgentRunner: Sendable {
             do {
                 try await provider.streamTurn(request, into: recorder)
                 let outcome = try await recorder.finish()
-                run.fold(outcome)
+                run.fold(outcome, turnID: turnID)
                 try await run.append([Self.turnFinished(turnID, outcome)])
                 return
             } catch let error as ModelError {
@@ -212,7 +215,7 @@ public struct AgentRunner: Sendable {
                 failure = ModelError(code: "model_error", message: "The model provider failed.")
             }
             // What the recorder stored before the failure is in the log: fold it in (an append failure wins).
-            run.fold(try await recorder.finish())
+            run.fold(try await recorder.finish(), turnID: turnID)
             logger.warning("execution \(run.executionID): model request failed: \(failure)")
             if !recorder.producedOutput, failure.retryable, attempt < Self.maxRequestRetries {
                 attempt += 1
@@ -297,7 +300,7 @@ public struct AgentRunner: Sendable {
 
     /// Runs the calls concurrently; each result is appended as soon as it comes.
     private func runTools(_ ids: [String], _ run: ExecutionRun) async throws {
-        let headers = try await store.forwardedHeaders(run.executionID)
+        let headers = try await run.forwardedHeaders()
         var logger = self.logger
         logger[metadataKey: "execution"] = .string(run.executionID)
         let jobs: [(id: String, tool: any AgentTool, input: JSON)] = ids.compactMap { id in
@@ -384,12 +387,30 @@ final class ExecutionRun {
     private var lastRead: StreamID?
     /// Entries this runner appended and folded in, not yet passed by a read.
     private var appended: Set<String> = []
+    /// Turns whose streamed output (text deltas, tool-call starts and fragments) a recorder stored and this runner
+    /// folded in: their entries are skipped by a read (only the runner holding the lease writes them).
+    private var recordedTurns: Set<String> = []
+
+    /// The entry types a ``TurnRecorder`` writes.
+    private static let turnOutput: Set<String> = [
+        EventType.text.rawValue, EventType.toolCallStart.rawValue, EventType.toolCallDelta.rawValue,
+    ]
 
     init(store: ExecutionStore, executionID: String, fence: Int) {
         self.store = store
         self.executionID = executionID
         self.fence = fence
     }
+
+    /// The headers the request forwarded for tools, read once per run.
+    func forwardedHeaders() async throws -> [String: String] {
+        if let headers { return headers }
+        let read = try await store.forwardedHeaders(executionID)
+        headers = read
+        return read
+    }
+
+    private var headers: [String: String]?
 
     /// Reads the whole log into the state.
     func load() async throws {
@@ -409,6 +430,11 @@ final class ExecutionRun {
         if let position = event.position, let last = lastRead, position <= last { return }
         lastRead = event.position ?? lastRead
         if appended.remove(event.id) != nil { return }
+        if Self.turnOutput.contains(event.type), let turn = JSON.rawMember("turnId", in: event.data),
+            recordedTurns.contains(String(turn.dropFirst().dropLast()))
+        {
+            return
+        }
         state.apply(event.type, event.json)
     }
 
@@ -419,10 +445,11 @@ final class ExecutionRun {
         appended.formUnion(ids)
     }
 
-    /// Folds in the events a ``TurnRecorder`` already stored.
-    func fold(_ outcome: TurnRecorder.Outcome) {
-        for event in outcome.events { state.apply(event.type.rawValue, event.data) }
-        appended.formUnion(outcome.ids)
+    /// Folds in the output a ``TurnRecorder`` already stored for `turnID`.
+    func fold(_ outcome: TurnRecorder.Outcome, turnID: String) {
+        state.recordOutput(
+            turnID: turnID, text: outcome.text, calls: outcome.calls.map { ($0.id, $0.name, $0.arguments) })
+        recordedTurns.insert(turnID)
     }
 
     /// Ends the execution as failed: an `error` event with a stable code and a message for people, then `finish`.

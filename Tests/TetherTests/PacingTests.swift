@@ -137,7 +137,8 @@ struct PacingTests {
         for token in tokens { last = recorder.emit(.textDelta(token)) }
         try await last?.get()
         let outcome = try await recorder.finish()
-        #expect(outcome.events.count == 2000)
+        #expect(outcome.count == 2000)
+        #expect(outcome.text == tokens.joined())
         #expect(try await texts(harness, stream.executionID) == tokens)
         // Every event is its own entry, with the turn and part it belongs to.
         let first = try #require(

@@ -125,6 +125,16 @@ struct AgentState: Equatable {
         }
     }
 
+    /// Folds in the output a recorder stored for the open turn `turnID` (its text deltas and tool-call fragments,
+    /// all at once): the same state as applying each of those entries.
+    mutating func recordOutput(turnID: String, text: String, calls: [(id: String, name: String, arguments: String)]) {
+        guard let last = turns.indices.last, turns[last].id == turnID, turns[last].phase == .open else { return }
+        turns[last].text += text
+        for call in calls {
+            turns[last].calls.append(Call(id: call.id, name: call.name, arguments: call.arguments))
+        }
+    }
+
     private mutating func updateCall(_ id: String, _ change: (inout Call) -> Void) {
         for t in turns.indices.reversed() {
             if let c = turns[t].calls.lastIndex(where: { $0.id == id }) {

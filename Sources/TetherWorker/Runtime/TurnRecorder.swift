@@ -28,20 +28,28 @@ final class TurnRecorder: TurnSink, Sendable {
         var finishReason: String?
         var inputTokens: Int?
         var outputTokens: Int?
-        /// Every event appended, in order (the runner folds them into its state).
-        var events: [NewEvent]
-        /// The ids of the entries appended, in order.
-        var ids: [String]
+        /// The text stored, all parts together (what the log's text deltas of the turn add up to).
+        var text: String
+        /// Entries appended.
+        var count: Int
+    }
+
+    /// What an appended event adds to the turn's stored output.
+    private enum Effect {
+        case text(String)
+        case start(id: String, name: String)
+        case arguments(index: Int, String)
     }
 
     private struct Batch {
         var events: [NewEvent]
+        var effects: [Effect]
         /// For events that joined the batch while another append was in flight; the batch that goes out at once
         /// hands its caller the append's own future instead (no hop to another loop when the reply comes).
         let promise: EventLoopPromise<Void>?
     }
 
-    /// What ``enqueue(_:_:start:)`` did with an event.
+    /// What ``enqueue(_:_:_:)`` did with an event.
     private enum Queued {
         case stored(EventLoopFuture<Void>)
         case sendNow([NewEvent])
@@ -51,7 +59,12 @@ final class TurnRecorder: TurnSink, Sendable {
         var part = 0
         var partID = ""
         var inText = false
+        /// The calls emitted (their index and arguments as streamed so far).
         var calls: [Call] = []
+        /// The output appended so far: what a failure leaves in the log.
+        var storedText = ""
+        var storedCalls: [Call] = []
+        var storedCount = 0
         var finishReason: String?
         var inputTokens: Int?
         var outputTokens: Int?
@@ -59,8 +72,6 @@ final class TurnRecorder: TurnSink, Sendable {
         var queue: [Batch] = []
         var sending = false
         var failure: (any Error)?
-        var stored: [NewEvent] = []
-        var ids: [String] = []
         var drained: [EventLoopPromise<Void>] = []
     }
 
@@ -85,7 +96,9 @@ final class TurnRecorder: TurnSink, Sendable {
     func emit(_ event: ModelEvent) -> EventLoopFuture<Void> {
         let turn = JSON.string(turnID)
         let queued = state.withLock { state -> Queued? in
-            func enqueue(_ event: NewEvent, _ state: inout State) -> Queued { self.enqueue(event, &state) }
+            func enqueue(_ event: NewEvent, _ effect: Effect, _ state: inout State) -> Queued {
+                self.enqueue(event, effect, &state)
+            }
             switch event {
             case .textDelta(let text):
                 guard !text.isEmpty else { return nil }
@@ -94,7 +107,8 @@ final class TurnRecorder: TurnSink, Sendable {
                     state.partID = "p\(state.part)"
                     state.inText = true
                 }
-                return enqueue(NewEvent.textDelta(turnID: turnID, partID: state.partID, text: text), &state)
+                return enqueue(
+                    NewEvent.textDelta(turnID: turnID, partID: state.partID, text: text), .text(text), &state)
             case .toolCallStart(let id, let name):
                 state.inText = false
                 guard !state.calls.contains(where: { $0.id == id }) else { return nil }
@@ -105,7 +119,7 @@ final class TurnRecorder: TurnSink, Sendable {
                         [
                             "turnId": turn, "toolCallId": .string(id), "toolName": .string(name),
                             "index": .number(Double(state.calls.count - 1)),
-                        ]), &state)
+                        ]), .start(id: id, name: name), &state)
             case .toolCallDelta(let id, let arguments):
                 guard !arguments.isEmpty, let index = state.calls.firstIndex(where: { $0.id == id }) else {
                     return nil
@@ -117,7 +131,7 @@ final class TurnRecorder: TurnSink, Sendable {
                         [
                             "turnId": turn, "toolCallId": .string(id), "index": .number(Double(index)),
                             "argumentsDelta": .string(arguments),
-                        ]), &state)
+                        ]), .arguments(index: index, arguments), &state)
             case .toolCallEnd:
                 return nil
             case .usage(let input, let output):
@@ -141,21 +155,22 @@ final class TurnRecorder: TurnSink, Sendable {
     }
 
     /// Queues an event (state locked): it goes out at once when no append is in flight, else it joins the next.
-    private func enqueue(_ event: NewEvent, _ state: inout State) -> Queued {
+    private func enqueue(_ event: NewEvent, _ effect: Effect, _ state: inout State) -> Queued {
         if let failure = state.failure { return .stored(loop.makeFailedFuture(failure)) }
         if let last = state.queue.indices.last, state.queue[last].events.count < Self.batchLimit,
             !(state.sending && last == 0), let promise = state.queue[last].promise
         {
             state.queue[last].events.append(event)
+            state.queue[last].effects.append(effect)
             return .stored(promise.futureResult)
         }
         if !state.sending {
             state.sending = true
-            state.queue.append(Batch(events: [event], promise: nil))
+            state.queue.append(Batch(events: [event], effects: [effect], promise: nil))
             return .sendNow([event])
         }
         let promise = loop.makePromise(of: Void.self)
-        state.queue.append(Batch(events: [event], promise: promise))
+        state.queue.append(Batch(events: [event], effects: [effect], promise: promise))
         return .stored(promise.futureResult)
     }
 
@@ -170,9 +185,16 @@ final class TurnRecorder: TurnSink, Sendable {
                 let sent = state.queue.removeFirst()
                 if let promise = sent.promise { toComplete.append(promise) }
                 switch result {
-                case .success(let ids):
-                    state.stored += sent.events
-                    state.ids += ids
+                case .success:
+                    state.storedCount += sent.events.count
+                    for effect in sent.effects {
+                        switch effect {
+                        case .text(let text): state.storedText += text
+                        case .start(let id, let name): state.storedCalls.append(Call(id: id, name: name, arguments: ""))
+                        case .arguments(let index, let fragment):
+                            if index < state.storedCalls.count { state.storedCalls[index].arguments += fragment }
+                        }
+                    }
                     if let first = state.queue.first {
                         next = first.events
                     } else {
@@ -209,8 +231,8 @@ final class TurnRecorder: TurnSink, Sendable {
         try await wait?.get()
         return state.withLock { state in
             Outcome(
-                calls: state.calls, finishReason: state.finishReason, inputTokens: state.inputTokens,
-                outputTokens: state.outputTokens, events: state.stored, ids: state.ids)
+                calls: state.storedCalls, finishReason: state.finishReason, inputTokens: state.inputTokens,
+                outputTokens: state.outputTokens, text: state.storedText, count: state.storedCount)
         }
     }
 }
