@@ -227,6 +227,103 @@ struct ConfigTests {
         #expect(error.problems.allSatisfy { $0.source.hasPrefix("agents.yaml:") }, "\(error)")
     }
 
+    @Test func toolsAreReadWithEnvironmentReferencesReplacedAndAgentsMayNameThem() throws {
+        let config = try TetherConfig.parse(
+            yaml: """
+                agents:
+                  - id: support
+                    model: {provider: demo}
+                    tools: [create_ticket, files, wiki_search, get_time]
+                tools:
+                  http:
+                    - name: create_ticket
+                      description: "Opens a support ticket"
+                      inputSchema: {type: object, required: [title], properties: {title: {type: string}, n: {type: integer, minimum: 1}}}
+                      url: https://tickets.internal/api/tickets
+                      headers: {Authorization: "Bearer ${TICKETS_TOKEN}"}
+                      forwardHeaders: [X-User-Id]
+                      timeoutSeconds: 30
+                      needsApproval: true
+                  mcp:
+                    - name: files
+                      command: [python3, -m, my_mcp_server]
+                      needsApproval: ["delete_*", "write_*"]
+                      allow: ["*"]
+                    - name: wiki
+                      url: http://127.0.0.1:9000/mcp
+                      headers: {X-Key: "${WIKI_KEY}"}
+                      needsApproval: false
+                """, file: "tools.yaml",
+            context: ConfigContext(
+                environment: ["TICKETS_TOKEN": "tok-1", "WIKI_KEY": "wk"], toolNames: Self.tools))
+        let ticket = try #require(config.tools.http.first)
+        #expect(ticket.name == "create_ticket")
+        #expect(ticket.headers == ["Authorization": "Bearer tok-1"])
+        #expect(ticket.forwardHeaders == ["x-user-id"])
+        #expect(ticket.needsApproval)
+        #expect(ticket.timeoutSeconds == 30)
+        #expect(ticket.inputSchema["properties"]?["n"]?["minimum"] == 1)
+        #expect(ticket.inputSchema["required"] == ["title"])
+        let files = config.tools.mcp[0]
+        #expect(files.transport == .stdio(command: ["python3", "-m", "my_mcp_server"]))
+        #expect(files.prefix == "files_")
+        #expect(files.needsApproval.needsApproval("delete_file") && !files.needsApproval.needsApproval("read_file"))
+        let wiki = config.tools.mcp[1]
+        #expect(wiki.transport == .http(url: "http://127.0.0.1:9000/mcp"))
+        #expect(wiki.headers == ["X-Key": "wk"])
+        #expect(wiki.needsApproval == .never)
+        #expect(config.agent("support")?.tools == ["create_ticket", "files", "wiki_search", "get_time"])
+    }
+
+    @Test(arguments: [
+        ("tools:\n  http:\n    - {url: http://x}", "tools.http[0].name", "required"),
+        ("tools:\n  http:\n    - {name: t}", "tools.http[0].url", "required"),
+        ("tools:\n  http:\n    - {name: 'a.b', url: http://x}", "tools.http[0].name", "what model providers accept"),
+        ("tools:\n  http:\n    - {name: get_time, url: http://x}", "tools.http[0].name", "already a tool's name"),
+        ("tools:\n  http:\n    - {name: t, url: ftp://x}", "tools.http[0].url", "http"),
+        ("tools:\n  http:\n    - {name: t, url: http://x, headers: {A: '${NOPE}'}}", "tools.http[0].headers", "NOPE"),
+        ("tools:\n  http:\n    - {name: t, url: http://x, inputSchema: [1]}", "tools.http[0].inputSchema", "mapping"),
+        (
+            "tools:\n  http:\n    - {name: t, url: http://x, inputSchema: {type: string}}", "tools.http[0].inputSchema",
+            "object"
+        ),
+        (
+            "tools:\n  http:\n    - {name: t, url: http://x, needsApproval: maybe}", "tools.http[0].needsApproval",
+            "true"
+        ),
+        ("tools:\n  http:\n    - {name: t, url: http://x, timeoutSeconds: 0}", "tools.http[0].timeoutSeconds", "from"),
+        ("tools:\n  http:\n    - {name: t, url: http://x, method: GET}", "tools.http[0].method", "unknown field"),
+        ("tools:\n  mcp:\n    - {name: s}", "tools.mcp[0]", "command"),
+        ("tools:\n  mcp:\n    - {name: s, command: [x], url: http://x}", "tools.mcp[0].url", "one transport"),
+        ("tools:\n  mcp:\n    - {name: s, command: [x], headers: {A: b}}", "tools.mcp[0].headers", "url server"),
+        ("tools:\n  mcp:\n    - {name: s, command: [x], needsApproval: 3}", "tools.mcp[0].needsApproval", "patterns"),
+        (
+            "tools:\n  mcp:\n    - {name: s, command: [x]}\n    - {name: s2, command: [y], prefix: s_}",
+            "tools.mcp[1].prefix", "overlaps"
+        ),
+        ("tools:\n  ftp: []", "tools.ftp", "unknown field"),
+        (
+            "tools:\n  mcp:\n    - {name: s, command: [x], allow: [read_*]}\nagents:\n  - id: a\n    model: {provider: demo}\n    tools: [s_write]",
+            "agents[0].tools[0]", "does not allow"
+        ),
+    ])
+    func aBadToolIsRefusedNamingItsField(yaml: String, field: String, problem: String) throws {
+        let error = try #require(throws: ConfigError.self) {
+            try TetherConfig.parse(yaml: yaml, file: "tools.yaml", context: Self.agentContext)
+        }
+        #expect(error.problems.contains { $0.field == field && $0.problem.contains(problem) }, "\(error)")
+    }
+
+    @Test func namePatterns() {
+        #expect(NamePattern.matches("*", ""))
+        #expect(NamePattern.matches("delete_*", "delete_file"))
+        #expect(!NamePattern.matches("delete_*", "read_file"))
+        #expect(NamePattern.matches("*_file", "write_file"))
+        #expect(NamePattern.matches("a?c", "abc") && !NamePattern.matches("a?c", "ac"))
+        #expect(NamePattern.matches("*a*b*", "xxaxxbxx") && !NamePattern.matches("*a*b*", "xxbxxaxx"))
+        #expect(ApprovalPolicy.always.needsApproval("x") && !ApprovalPolicy.never.needsApproval("x"))
+    }
+
     @Test func namesRules() {
         for good in ["acme", "a", "Acme-1.prod_x", String(repeating: "a", count: 64)] {
             #expect(Names.problem(good) == nil, "\(good)")

@@ -84,10 +84,28 @@ public struct ConfigContext: Sendable {
     /// The tool names agents may use, or `nil` not to check them.
     public var toolNames: Set<String>?
 
+    /// The MCP servers of the file: an agent names all of a server's tools by its name, or one by its prefix and
+    /// the tool's own name (which only the server knows: checked when it lists its tools).
+    var servers: [MCPServerDefinition] = []
+
     /// Makes a context.
     public init(environment: [String: String]? = nil, toolNames: Set<String>? = nil) {
         self.environment = environment
         self.toolNames = toolNames
+    }
+
+    /// The problem of a name in an agent's `tools`, or `nil` when it names a tool or a server.
+    func toolProblem(_ name: String) -> String? {
+        guard let names = toolNames, !names.contains(name) else { return nil }
+        if servers.contains(where: { $0.name == name }) { return nil }
+        if let server = servers.first(where: { name.hasPrefix($0.prefix) && name.count > $0.prefix.count }) {
+            let tool = String(name.dropFirst(server.prefix.count))
+            return server.allows(tool)
+                ? nil
+                : "the MCP server \(server.name) does not allow its tool \(JSON.quoted(tool)) (see its allow list)"
+        }
+        let known = names.sorted() + servers.map { "\($0.name) (an MCP server)" }
+        return "unknown tool \(JSON.quoted(name)); the tools are \(known.joined(separator: ", "))"
     }
 }
 
@@ -131,11 +149,7 @@ extension TetherConfig {
             readModel(&$0, context: context)
         }
         let system = reader.text("system")
-        let tools =
-            reader.texts("tools") { name in
-                guard let names = context.toolNames, !names.contains(name) else { return nil }
-                return "unknown tool \(JSON.quoted(name)); the tools are \(names.sorted().joined(separator: ", "))"
-            } ?? []
+        let tools = reader.texts("tools", check: context.toolProblem) ?? []
         let maxSteps = reader.integer("maxSteps", 1...1000)
         let approvalTimeout = reader.integer("approvalTimeoutSeconds", 1...366 * 86400)
         guard let id, let model, reader.problems.isEmpty else { return nil }
@@ -173,14 +187,7 @@ extension TetherConfig {
         if provider == .anthropic, !reader.has("apiKeyEnv") {
             reader.problem("apiKeyEnv", "is required for the anthropic provider (the variable holding the key)")
         }
-        let headers = reader.textMap(
-            "headers",
-            checkName: { name in
-                !name.isEmpty && name.utf8.allSatisfy(isTokenByte) ? nil : "is not a valid header name"
-            },
-            checkValue: { value in
-                value.utf8.contains { $0 == 13 || $0 == 10 || $0 == 0 } ? "must not contain a line break" : nil
-            })
+        let headers = reader.textMap("headers", checkName: headerNameProblem, checkValue: headerValueProblem)
         let temperature = reader.number("temperature", 0...2)
         let maxOutputTokens = reader.integer("maxOutputTokens", 1...1_000_000)
         let timeout = reader.number("timeoutSeconds", 1...3600)
@@ -195,7 +202,8 @@ extension TetherConfig {
         return model
     }
 
-    private static func baseURLProblem(_ url: String) -> String? {
+    /// The problem of a URL that is not `http://` or `https://` with a host, or `nil`.
+    static func baseURLProblem(_ url: String) -> String? {
         for scheme in ["http://", "https://"] where url.hasPrefix(scheme) {
             let rest = url.dropFirst(scheme.count)
             if !rest.isEmpty, !rest.hasPrefix("/"), !rest.utf8.contains(where: { $0 <= 0x20 || $0 >= 0x7F }) {
@@ -215,7 +223,17 @@ extension TetherConfig {
         }
     }
 
-    private static func isTokenByte(_ b: UInt8) -> Bool {
+    /// The problem of a header name that is not an HTTP token, or `nil`.
+    static func headerNameProblem(_ name: String) -> String? {
+        !name.isEmpty && name.utf8.allSatisfy(isTokenByte) ? nil : "is not a valid header name"
+    }
+
+    /// The problem of a header value with a line break (or a NUL) in it, or `nil`.
+    static func headerValueProblem(_ value: String) -> String? {
+        value.utf8.contains { $0 == 13 || $0 == 10 || $0 == 0 } ? "must not contain a line break" : nil
+    }
+
+    static func isTokenByte(_ b: UInt8) -> Bool {
         Names.isAlphanumeric(b) || "!#$%&'*+-.^_`|~".utf8.contains(b)
     }
 }

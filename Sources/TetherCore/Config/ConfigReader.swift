@@ -1,5 +1,10 @@
 import Yams
 
+/// Why a value of the configuration is not valid (a message for ``ConfigProblem/problem``).
+struct ConfigValueProblem: Error {
+    let message: String
+}
+
 /// Reads one YAML mapping of the configuration field by field, and collects each problem with its file, line and
 /// field path: the list sections (`apiKeys`, `agents`) are read with it.
 struct ConfigReader {
@@ -108,6 +113,16 @@ struct ConfigReader {
         return value
     }
 
+    /// `true` or `false`.
+    mutating func boolean(_ name: String) -> Bool? {
+        guard let field = fields[name], !Self.isNull(field.value) else { return nil }
+        guard field.value.scalar?.style == .plain, let value = field.value.bool else {
+            problem(name, "must be true or false")
+            return nil
+        }
+        return value
+    }
+
     /// A list of texts, each checked.
     mutating func texts(_ name: String, check: (String) -> String? = { _ in nil }) -> [String]? {
         guard let field = fields[name], !Self.isNull(field.value) else { return nil }
@@ -181,6 +196,74 @@ struct ConfigReader {
         let value = read(&reader)
         problems += reader.problems
         return value
+    }
+
+    /// The field's value as JSON (a JSON Schema, say): plain scalars resolve as YAML does (null, booleans,
+    /// numbers), quoted ones stay text.
+    mutating func json(_ name: String, expected: String) -> JSON? {
+        guard let field = fields[name], !Self.isNull(field.value) else { return nil }
+        guard let value = Self.json(field.value) else {
+            problem(name, "must be \(expected)")
+            return nil
+        }
+        return value
+    }
+
+    /// A YAML node as JSON; `nil` for what JSON cannot hold (aliases to nothing, non-text keys).
+    static func json(_ node: Node) -> JSON? {
+        switch node {
+        case .scalar(let scalar):
+            if scalar.style != .plain { return .string(scalar.string) }
+            if isNull(node) { return .null }
+            if let bool = node.bool { return .bool(bool) }
+            if let int = node.int { return .number(Double(int)) }
+            if let float = node.float, float.isFinite { return .number(float) }
+            return .string(scalar.string)
+        case .sequence(let sequence):
+            var elements: [JSON] = []
+            for element in sequence {
+                guard let value = json(element) else { return nil }
+                elements.append(value)
+            }
+            return .array(elements)
+        case .mapping(let mapping):
+            var members: [String: JSON] = [:]
+            for (key, value) in mapping {
+                guard let name = key.string, let member = json(value) else { return nil }
+                members[name] = member
+            }
+            return .object(members)
+        case .alias:
+            return nil
+        }
+    }
+
+    /// The field's node as it is, for a value of several shapes (`needsApproval: true` or a list of patterns).
+    func node(_ name: String) -> Node? {
+        guard let field = fields[name], !Self.isNull(field.value) else { return nil }
+        return field.value
+    }
+
+    /// `text` with each `${NAME}` replaced by that environment variable; the problem when one is not set (or the
+    /// reference is not closed). Without an environment (a check of the file alone) the text stays as it is.
+    static func expand(_ text: String, environment: [String: String]?) -> Result<String, ConfigValueProblem> {
+        guard let environment, text.contains("${") else { return .success(text) }
+        var result = ""
+        var rest = Substring(text)
+        while let open = rest.range(of: "${") {
+            result += rest[..<open.lowerBound]
+            guard let close = rest[open.upperBound...].firstIndex(of: "}") else {
+                return .failure(ConfigValueProblem(message: "has a ${ without its closing }"))
+            }
+            let name = String(rest[open.upperBound..<close])
+            guard let value = environment[name], !value.isEmpty else {
+                return .failure(
+                    ConfigValueProblem(message: "names ${\(name)}, which is not set in the environment"))
+            }
+            result += value
+            rest = rest[rest.index(after: close)...]
+        }
+        return .success(result + rest)
     }
 
     static func describe(_ range: ClosedRange<Int>) -> String {

@@ -11,6 +11,13 @@ public struct ConfigProblem: Sendable, Equatable, CustomStringConvertible {
     /// What is wrong with it.
     public var problem: String
 
+    /// Makes a problem.
+    public init(source: String, field: String, problem: String) {
+        self.source = source
+        self.field = field
+        self.problem = problem
+    }
+
     /// `config/tether.yaml:12: http.heartbeatSeconds: must be a number from 0.05 to 3600, got 0`.
     public var description: String { "\(source): \(field): \(problem)" }
 }
@@ -19,6 +26,9 @@ public struct ConfigProblem: Sendable, Equatable, CustomStringConvertible {
 public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The problems, in file order, then the environment's.
     public var problems: [ConfigProblem]
+
+    /// An error of these problems.
+    public init(problems: [ConfigProblem]) { self.problems = problems }
 
     /// One line per problem.
     public var description: String { problems.map(\.description).joined(separator: "\n") }
@@ -93,8 +103,14 @@ extension TetherConfig {
         }
         var problems: [ConfigProblem] = []
         let settings = Dictionary(Self.settings.map { ($0.path, $0) }, uniquingKeysWith: { first, _ in first })
+        // The tools first, wherever they are in the file: the agents name them.
+        var context = context
+        for (keyNode, value) in mapping where keyNode.string == "tools" {
+            problems += readTools(value, file: file, context: &context)
+        }
         for (keyNode, value) in mapping {
             let section = keyNode.string ?? ""
+            if section == "tools" { continue }
             if section == "apiKeys" {
                 problems += readAPIKeys(value, file: file)
                 continue

@@ -72,7 +72,10 @@ extension TetherConfig {
     }
 
     /// The sections of the file, in order.
-    public static let sections = ["redis", "http", "streams", "conversations", "workers", "demo", "apiKeys", "agents"]
+    public static let sections = [
+        "redis", "http", "streams", "conversations", "workers", "demo", "apiKeys", "tools",
+        "agents",
+    ]
 
     static func redisURLProblem(_ url: String) -> String? {
         do {

@@ -119,6 +119,8 @@ public struct TetherConfig: Sendable, Equatable {
     public var demo = Demo()
     /// API keys from the file.
     public var apiKeys: [APIKey] = []
+    /// The HTTP tools and MCP servers agents may name (beside the built-in tools).
+    public var tools = ToolSources()
     /// The agents: those of the file, and the built-in demo unless the file defines one named `demo`.
     public var agents: [AgentDefinition] = [.demo]
 
