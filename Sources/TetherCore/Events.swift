@@ -26,6 +26,9 @@ public enum EventType: String, Sendable, CaseIterable {
     case approvalRequest = "tool-approval-request"
     /// The human decision. `{type, toolCallId, approved, reason}`.
     case approvalResponse = "tool-approval-response"
+    /// A worker is about to run a tool call (appended, fenced, before it runs; again on each rerun after a crash).
+    /// `{type, toolCallId, toolName, attempt}`.
+    case toolStarted = "tool-started"
     /// A tool's result. `{type, toolCallId, output}`.
     case toolOutput = "tool-output-available"
     /// A tool failed. `{type, toolCallId, errorText}`.

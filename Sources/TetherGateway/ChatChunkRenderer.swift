@@ -73,7 +73,7 @@ public struct ChatChunkRenderer: Sendable {
                 + ",\"function\":{\"arguments\":" + String(JSON.rawMember("argumentsDelta", in: event.data) ?? "\"\"")
                 + "}}]}"
         case EventType.started.rawValue, EventType.error.rawValue, EventType.turnStarted.rawValue,
-            EventType.turnAborted.rawValue:
+            EventType.turnAborted.rawValue, EventType.toolStarted.rawValue:
             delta = "{\"content\":" + JSON.quoted("{\"type\":\"data-operation\",\"data\":" + event.data + "}") + "}"
         case EventType.turnFinished.rawValue:
             // The finish reason and usage; not the calls' inputs, which the argument fragments already carried.

@@ -17,8 +17,8 @@ public struct AgentRunner: Sendable {
     public let agents: [String: AgentDefinition]
     /// The model provider of each agent, by agent id.
     public let providers: [String: any ModelProvider]
-    /// Every tool an agent may name, by name.
-    public let tools: [String: any AgentTool]
+    /// Every tool an agent may name.
+    public let catalog: ToolCatalog
     /// Counts the executions waiting for a human decision (they do not hold a worker slot).
     public let waiting: WaitGauge
     /// Most items a conversation's history keeps.
@@ -37,14 +37,14 @@ public struct AgentRunner: Sendable {
     /// Makes a runner.
     public init(
         store: ExecutionStore, agents: [AgentDefinition], providers: [String: any ModelProvider],
-        tools: [String: any AgentTool] = DemoTools.all, waiting: WaitGauge = WaitGauge(),
+        tools: ToolCatalog = ToolCatalog(fixed: DemoTools.all), waiting: WaitGauge = WaitGauge(),
         conversationMaxMessages: Int = 200, logger: Logger
     ) {
         self.conversationMaxMessages = conversationMaxMessages
         self.store = store
         self.agents = Dictionary(agents.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         self.providers = providers
-        self.tools = tools
+        self.catalog = tools
         self.waiting = waiting
         self.logger = logger
     }
@@ -99,14 +99,14 @@ public struct AgentRunner: Sendable {
         let conversation = Conversation(record: record, prefix: history + added, added: added)
         try await run.load()
         var historyAppended = false
-        let agentTools = agent.tools.compactMap { tools[$0] }
-        let descriptors = Dictionary(
-            agentTools.map { ($0.descriptor.name, $0.descriptor) }, uniquingKeysWith: { a, _ in a })
         do {
             while true {
                 // Redis calls that do not wait do not notice cancellation: check at every step, so that a worker
                 // that is stopping hands the execution back at the next step instead of racing on to its end.
                 try Task.checkCancellation()
+                // The tools as they are now (an MCP server's list can change between steps).
+                let tools = await catalog.tools(for: agent)
+                let descriptors = tools.mapValues(\.descriptor)
                 switch AgentStep.next(run.state, maxSteps: agent.maxSteps, tools: descriptors) {
                 case .done:
                     // Ended (failed, cancelled, or completed by an owner that stopped before): free the
@@ -133,7 +133,8 @@ public struct AgentRunner: Sendable {
                     ])
                 case .callModel:
                     try await runTurn(
-                        run, agent: agent, provider: provider, conversation: conversation.prefix, tools: descriptors)
+                        run, agent: agent, provider: provider, conversation: conversation.prefix,
+                        tools: descriptors.values.sorted { $0.name < $1.name })
                 case .reject(let rejections):
                     try await run.append(
                         rejections.map {
@@ -150,7 +151,7 @@ public struct AgentRunner: Sendable {
                                 .toolDenied, ["toolCallId": .string(id), "reason": reason.map { .string($0) } ?? .null])
                         })
                 case .runTools(let ids):
-                    try await runTools(ids, run)
+                    try await runTools(ids, run, tools: tools)
                 case .waitForDecisions(let ids):
                     try await waitForDecisions(ids, run)
                 }
@@ -186,7 +187,7 @@ public struct AgentRunner: Sendable {
     /// (`turn-aborted`) and left for the next round to redo, a bounded number of times.
     private func runTurn(
         _ run: ExecutionRun, agent: AgentDefinition, provider: any ModelProvider, conversation: [ConversationItem],
-        tools: [String: ToolDescriptor]
+        tools: [ToolDescriptor]
     ) async throws {
         let turnID = "turn_" + Identifiers.token(16)
         try await run.append([
@@ -195,7 +196,7 @@ public struct AgentRunner: Sendable {
         let request = ModelRequest(
             executionID: run.executionID, model: agent.model, system: agent.system,
             items: conversation + run.state.turnItems,
-            tools: agent.tools.compactMap { tools[$0] })
+            tools: tools)
         var attempt = 0
         while true {
             let recorder = TurnRecorder(store: store, executionID: run.executionID, fence: run.fence, turnID: turnID)
@@ -267,221 +268,4 @@ public struct AgentRunner: Sendable {
                 "usage": .object(usage), "toolCalls": .array(calls),
             ])
     }
-
-    // MARK: - Tools and approvals
-
-    /// The reason of the decision the system makes when nobody answered an approval request in time.
-    public static let approvalTimedOut = "approval timed out"
-
-    /// One approval request per call, in one append; the execution waits (`suspended`) from the last of them. Each
-    /// carries its deadline (`expiresAt`), so that whichever worker waits for it enforces the same one.
-    private func approvalRequests(_ ids: [String], _ state: AgentState, timeout: Int) -> [NewEvent] {
-        let nowMs = Identifiers.nowMilliseconds()
-        let now = Identifiers.isoTimestamp(milliseconds: nowMs)
-        let expires = JSON.string(Identifiers.isoTimestamp(milliseconds: nowMs + Int64(timeout) * 1000))
-        return ids.enumerated().map { index, id in
-            let call = state.turns.last?.calls.first { $0.id == id }
-            let name = JSON.string(call?.name ?? "")
-            let input = call?.input ?? .object([:])
-            let approvalID = JSON.string("appr_" + Identifiers.token(16))
-            let request: JSON = [
-                "approvalId": approvalID, "toolCallId": .string(id), "toolName": name, "input": input,
-                "requestedAt": .string(now), "expiresAt": expires,
-            ]
-            return NewEvent(
-                .approvalRequest,
-                [
-                    "approvalId": approvalID, "toolCallId": .string(id), "toolName": name, "input": input,
-                    "expiresAt": expires,
-                ],
-                status: index == ids.count - 1 ? .suspended : nil, approvalField: (id, request.rendered))
-        }
-    }
-
-    /// Runs the calls concurrently; each result is appended as soon as it comes.
-    private func runTools(_ ids: [String], _ run: ExecutionRun) async throws {
-        let headers = try await run.forwardedHeaders()
-        var logger = self.logger
-        logger[metadataKey: "execution"] = .string(run.executionID)
-        let jobs: [(id: String, tool: any AgentTool, input: JSON)] = ids.compactMap { id in
-            guard let call = run.call(id), let tool = tools[call.name] else { return nil }
-            return (id, tool, call.input ?? .object([:]))
-        }
-        let executionID = run.executionID
-        try await withThrowingTaskGroup(of: (String, ToolOutcome).self) { group in
-            for job in jobs {
-                let context = ToolContext(
-                    executionID: executionID, toolCallID: job.id, forwardedHeaders: headers,
-                    deadline: .now + .seconds(120), logger: logger)
-                group.addTask { (job.id, await job.tool.run(job.input, context: context)) }
-            }
-            for try await (id, outcome) in group {
-                switch outcome {
-                case .output(let output):
-                    try await run.append([NewEvent(.toolOutput, ["toolCallId": .string(id), "output": output])])
-                case .failure(let message):
-                    try await run.append([
-                        NewEvent(.toolError, ["toolCallId": .string(id), "errorText": .string(message)])
-                    ])
-                }
-            }
-        }
-    }
-
-    /// Subscribes to the approvals channel first, then reads the log's new entries (where the decide script puts each
-    /// decision), then waits for an announcement: a decision made at any moment is seen. A re-read every few
-    /// seconds covers an announcement lost to a reconnect. A request whose deadline passed is denied by the system
-    /// ("approval timed out"), through the same decide script, so a human's decision at the same moment wins or
-    /// loses cleanly. Returns once one of `ids` is decided.
-    private func waitForDecisions(_ ids: [String], _ run: ExecutionRun) async throws {
-        waiting.add(1)
-        defer { waiting.add(-1) }
-        let subscription = try await store.redis.subscriber.subscribe(
-            store.keys.approvalsChannel(run.executionID), bufferingPolicy: .bufferingNewest(16))
-        defer { subscription.cancel() }
-        let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                for await _ in subscription { wake.yield() }
-            }
-            let deadline = ids.compactMap { run.call($0)?.approvalDeadline }.min()
-            group.addTask {
-                while true {
-                    let untilDeadline = deadline.map { max(0, $0 - Identifiers.nowMilliseconds()) } ?? 5000
-                    try await Task.sleep(for: .milliseconds(min(5000, untilDeadline + 1)))
-                    wake.yield()
-                }
-            }
-            defer { group.cancelAll() }
-            wake.yield()
-            for await _ in wakeups {
-                try Task.checkCancellation()
-                // A failed read or decision (Redis restarting) is simply tried again at the next wake-up.
-                try? await run.readNew()
-                if ids.contains(where: { run.call($0)?.decision != nil }) || run.state.finished { return }
-                let now = Identifiers.nowMilliseconds()
-                for id in ids where (run.call(id)?.approvalDeadline ?? .max) <= now {
-                    _ = try? await store.decide(
-                        run.executionID, toolCallID: id, approved: false, reason: Self.approvalTimedOut,
-                        decidedBy: "system")
-                    wake.yield()
-                }
-            }
-            throw CancellationError()
-        }
-    }
-}
-
-/// One execution as a runner drives it: its state, what of the log it has folded in, and its appends (fenced).
-/// Confined to the task that runs the execution.
-///
-/// Others append too (the decide and cancel scripts), between this runner's own appends: ``readNew()`` reads on from
-/// the last entry it read, not from the last it appended, and skips the entries it appended itself (already folded
-/// in), so an entry appended in between is never missed.
-final class ExecutionRun {
-    let store: ExecutionStore
-    let executionID: String
-    let fence: Int
-    private(set) var state = AgentState()
-    /// The newest entry read from the log.
-    private var lastRead: StreamID?
-    /// Entries this runner appended and folded in, not yet passed by a read.
-    private var appended: Set<String> = []
-    /// Turns whose streamed output (text deltas, tool-call starts and fragments) a recorder stored and this runner
-    /// folded in: their entries are skipped by a read (only the runner holding the lease writes them).
-    private var recordedTurns: Set<String> = []
-
-    /// The entry types a ``TurnRecorder`` writes.
-    private static let turnOutput: Set<String> = [
-        EventType.text.rawValue, EventType.toolCallStart.rawValue, EventType.toolCallDelta.rawValue,
-    ]
-
-    init(store: ExecutionStore, executionID: String, fence: Int) {
-        self.store = store
-        self.executionID = executionID
-        self.fence = fence
-    }
-
-    /// The headers the request forwarded for tools, read once per run.
-    func forwardedHeaders() async throws -> [String: String] {
-        if let headers { return headers }
-        let read = try await store.forwardedHeaders(executionID)
-        headers = read
-        return read
-    }
-
-    private var headers: [String: String]?
-
-    /// Reads the whole log into the state.
-    func load() async throws {
-        for event in try await store.allEvents(executionID) { read(event) }
-    }
-
-    /// Reads and folds in the entries appended since the last one read (decisions come this way).
-    func readNew() async throws {
-        while true {
-            let events = try await store.events(executionID, after: lastRead, count: 1000)
-            for event in events { read(event) }
-            if events.count < 1000 { return }
-        }
-    }
-
-    private func read(_ event: StoredEvent) {
-        if let position = event.position, let last = lastRead, position <= last { return }
-        lastRead = event.position ?? lastRead
-        if appended.remove(event.id) != nil { return }
-        if Self.turnOutput.contains(event.type), let turn = JSON.rawMember("turnId", in: event.data),
-            recordedTurns.contains(String(turn.dropFirst().dropLast()))
-        {
-            return
-        }
-        state.apply(event.type, event.json)
-    }
-
-    /// Appends events (fenced) and folds them in.
-    func append(_ events: [NewEvent]) async throws {
-        let ids = try await store.append(executionID, fence: fence, events: events)
-        for event in events { state.apply(event.type.rawValue, event.data) }
-        appended.formUnion(ids)
-    }
-
-    /// Folds in the output a ``TurnRecorder`` already stored for `turnID`.
-    func fold(_ outcome: TurnRecorder.Outcome, turnID: String) {
-        state.recordOutput(
-            turnID: turnID, text: outcome.text, calls: outcome.calls.map { ($0.id, $0.name, $0.arguments) })
-        recordedTurns.insert(turnID)
-    }
-
-    /// Ends the execution as failed: an `error` event with a stable code and a message for people, then `finish`.
-    func fail(code: String, message: String) async throws {
-        try await append(Self.failure(code: code, message: message))
-    }
-
-    static func failure(code: String, message: String) -> [NewEvent] {
-        [
-            NewEvent(.error, ["code": .string(code), "message": .string(message)]),
-            NewEvent(.finish, ["status": "failed"], status: .failed),
-        ]
-    }
-
-    /// The call with that id, in any turn.
-    func call(_ id: String) -> AgentState.Call? {
-        for turn in state.turns.reversed() {
-            if let call = turn.calls.last(where: { $0.id == id }) { return call }
-        }
-        return nil
-    }
-}
-
-/// How many executions wait for a human decision right now.
-public final class WaitGauge: Sendable {
-    private let count = Mutex(0)
-
-    /// Makes a gauge at zero.
-    public init() {}
-
-    /// The current count.
-    public var value: Int { count.withLock { $0 } }
-
-    func add(_ delta: Int) { count.withLock { $0 += delta } }
 }

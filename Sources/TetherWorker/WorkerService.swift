@@ -36,7 +36,8 @@ public final class WorkerService: Service, Sendable {
         self.waiting = waiting
         self.runner = AgentRunner(
             store: store, agents: config.agents, providers: Providers.make(for: config, environment: environment),
-            waiting: waiting, conversationMaxMessages: config.conversations.maxMessages, logger: logger)
+            tools: ToolCatalog(config: config.tools), waiting: waiting,
+            conversationMaxMessages: config.conversations.maxMessages, logger: logger)
         self.concurrency = max(1, config.workers.concurrency)
         self.lease = .milliseconds(Int64(config.workers.leaseSeconds * 1000))
         self.consumer = "\(ProcessInfo.processInfo.hostName)-\(getpid())-\(Identifiers.token(6))"

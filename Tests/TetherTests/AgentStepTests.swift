@@ -131,6 +131,24 @@ struct AgentStepTests {
         #expect(items[4] == .toolResult(toolCallId: "e2", toolName: "send_email", result: .denied("not now")))
     }
 
+    @Test func aCallStartedWithoutALoggedResultRunsAgainAndOneWithAResultNever() {
+        let turn = [
+            Self.started("t1"),
+            Self.finished(
+                "t1", calls: [Self.call("a", "get_weather", ["city": "Oslo"]), Self.call("b", "get_time", [:])]),
+            (.toolStarted, ["toolCallId": "a", "toolName": "get_weather", "attempt": 1]),
+            (.toolStarted, ["toolCallId": "b", "toolName": "get_time", "attempt": 1]),
+            (.toolOutput, ["toolCallId": "b", "output": ["utc": "now"]]),
+        ]
+        // The worker died with `a` running: `a` runs again (its second start), `b` never does.
+        #expect(next(turn) == .runTools(["a"]))
+        let calls = state(turn).turns[0].calls
+        #expect(calls.map(\.starts) == [1, 1])
+        let again = turn + [(.toolStarted, ["toolCallId": "a", "toolName": "get_weather", "attempt": 2])]
+        #expect(state(again).turns[0].calls[0].starts == 2)
+        #expect(next(again + [(.toolOutput, ["toolCallId": "a", "output": [:]])]) == .callModel)
+    }
+
     @Test func theAgentStopsAtItsMaximumOfTurns() {
         var events: [(EventType, JSON)] = []
         for n in 1...2 {

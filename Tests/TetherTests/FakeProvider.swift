@@ -5,7 +5,8 @@ import NIOCore
 import Synchronization
 import TetherCore
 
-/// A model provider's server on loopback for tests: it answers each request with the next scripted reply, sending
+/// A model provider's server on loopback for tests (or a tool's endpoint): it answers each request with the next
+/// scripted reply, sending
 /// a body in the pieces given (so that the client sees chunk boundaries exactly where a test puts them, inside a
 /// JSON string or a UTF-8 sequence), and records every request it got.
 final class FakeProvider: Sendable {
@@ -32,6 +33,11 @@ final class FakeProvider: Sendable {
             }
             pieces.append(Array(body[start...]))
             return Reply(pieces: pieces, dropAfterPieces: dropAfter)
+        }
+
+        /// A JSON answer (a tool endpoint's).
+        static func json(_ body: String, status: HTTPResponse.Status = .ok) -> Reply {
+            Reply(status: status, headers: [("Content-Type", "application/json")], pieces: [Array(body.utf8)])
         }
 
         /// An error answer with a JSON body.

@@ -124,6 +124,13 @@ final class Harness: Sendable {
             body: Array(body.utf8))
     }
 
+    /// POSTs an execution with this body and returns the open stream.
+    func create(body: JSON, token: String? = nil) async throws -> HTTPStream {
+        try await http.open(
+            .POST, "/run/api/executions", headers: auth(token) + [("Content-Type", "application/json")],
+            body: Array(body.rendered.utf8))
+    }
+
     func status(_ id: String, token: String? = nil) async throws -> HTTPResult {
         try await http.send(.GET, "/run/api/executions/\(id)", headers: auth(token))
     }

@@ -124,6 +124,55 @@ struct ProcessTests {
         #expect(try #require(try await harness.store.record(stream.executionID)).fence == 2)
     }
 
+    @Test func aWorkerKilledAfterToolStartedRunsTheToolAgainWithTheSameIdempotencyKey() async throws {
+        let model = try await FakeProvider.start()
+        defer { model.stop() }
+        let endpoint = try await FakeProvider.start()
+        defer { endpoint.stop() }
+        // The first call never answers (the worker dies meanwhile); the rerun gets an answer.
+        var hanging = FakeProvider.Reply.json("")
+        hanging.pieces = []
+        hanging.hang = true
+        endpoint.enqueue(hanging, .json(#"{"ticketId":"T-9"}"#))
+        model.enqueue(
+            .stream(Array(ProviderTests.oneCall(name: "create_ticket", arguments: #"{"title":"x"}"#).utf8)),
+            .stream(try fixture("openai-text.sse")))
+        let config = FileManager.default.temporaryDirectory.appendingPathComponent("tools-\(Identifiers.token(6)).yaml")
+        try """
+        tools:
+          http:
+            - {name: create_ticket, url: "\(endpoint.baseURL)/tickets", timeoutSeconds: 60}
+        agents:
+          - id: bot
+            model: {provider: openai, name: gpt-4.1-mini, baseURL: "\(model.baseURL)/v1", apiKeyEnv: \(providerKeyVariable)}
+            tools: [create_ticket]
+        """.write(to: config, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: config) }
+        let harness = try await Harness.start(withWorker: false)
+        defer { harness.stop() }
+        let token = try await harness.makeKey(tenant: "acme", agent: "bot")
+        let settings = ["TETHER_LEASE_SECONDS": "1", providerKeyVariable: providerKey]
+        let first = try launch("worker", harness, environment: settings, config: config.path)
+        defer { if first.isRunning { kill(first.processIdentifier, SIGKILL) } }
+        let stream = try await harness.create("Open a ticket", token: token)
+        var frames = try await readFrames(stream) { $0.contains { $0.typed?["data"]?["type"] == "tool-started" } }
+        #expect(try await eventually(10) { endpoint.received.count == 1 })
+        kill(first.processIdentifier, SIGKILL)
+        first.waitUntilExit()
+        let second = try launch("worker", harness, environment: settings, config: config.path)
+        defer { if second.isRunning { kill(second.processIdentifier, SIGKILL) } }
+        frames += try await readFrames(stream) { _ in false }
+        #expect(frames.last?.finishReason == "stop")
+        // The endpoint saw the same call twice, with the same key: at-least-once, and it can tell.
+        let keys = endpoint.received.map { $0.headers["idempotency-key"] }
+        #expect(keys.count == 2)
+        #expect(keys[0] == "\(stream.executionID):call_T1" && keys[1] == keys[0])
+        let starts = frames.compactMap { $0.typed?["data"] }.filter { $0["type"] == "tool-started" }
+        #expect(starts.map { $0["attempt"]?.numberValue } == [1, 2])
+        #expect(frames.filter { $0.type == "tool-output-available" }.count == 1)
+        #expect(model.received.count == 2)
+    }
+
     @Test func sigtermEndsOpenStreamsCleanly() async throws {
         let harness = try await Harness.start(withWorker: false)
         defer { harness.stop() }

@@ -378,7 +378,7 @@ struct DecisionRaceTests {
         }
         let runner = AgentRunner(
             store: store, agents: [agent], providers: ["bot": OpenAIProvider(model: model, apiKey: nil)],
-            tools: ["get_weather": slowWeather, "send_email": DemoTools.sendEmail],
+            tools: ToolCatalog(fixed: ["get_weather": slowWeather, "send_email": DemoTools.sendEmail]),
             logger: Harness.quietLogger("tether.worker"))
         let token = try await harness.makeKey(tenant: "acme", agent: "bot")
         let stream = try await harness.create("Weather, then mail Bob", token: token)

@@ -21,6 +21,8 @@ struct AgentState: Equatable {
         /// When an unanswered approval request is denied by the system (milliseconds since the epoch).
         var approvalDeadline: Int64?
         var decision: Decision?
+        /// How many times a worker started it (`tool-started`); more than 1 after a crash mid-call.
+        var starts = 0
         var result: ToolResult?
     }
 
@@ -112,6 +114,8 @@ struct AgentState: Equatable {
                 $0.decision = Decision(
                     approved: data["approved"]?.boolValue == true, reason: data["reason"]?.stringValue)
             }
+        case EventType.toolStarted.rawValue:
+            updateCall(callID) { $0.starts += 1 }
         case EventType.toolOutput.rawValue:
             updateCall(callID) { $0.result = .output(data["output"] ?? .null) }
         case EventType.toolError.rawValue:

@@ -15,17 +15,31 @@ public struct ToolContext: Sendable {
     public var deadline: ContinuousClock.Instant
     /// A logger with the execution id.
     public var logger: Logger
+    /// 1 for the first run of this call; more when a worker that started it died before its result was logged (it
+    /// runs again, with the same ids: at-least-once).
+    public var attempt: Int
 
     /// Makes a context.
     public init(
         executionID: String, toolCallID: String, forwardedHeaders: [String: String] = [:],
-        deadline: ContinuousClock.Instant, logger: Logger
+        deadline: ContinuousClock.Instant, logger: Logger, attempt: Int = 1
     ) {
         self.executionID = executionID
         self.toolCallID = toolCallID
         self.forwardedHeaders = forwardedHeaders
         self.deadline = deadline
         self.logger = logger
+        self.attempt = attempt
+    }
+
+    /// The idempotency key of this call's side effects, the same on every attempt: `<executionId>:<toolCallId>`.
+    public var idempotencyKey: String { executionID + ":" + toolCallID }
+
+    /// The forwarded header `name` (matched without regard to case), if the request sent it.
+    public func forwardedHeader(_ name: String) -> String? {
+        if let value = forwardedHeaders[name] { return value }
+        let lower = name.lowercased()
+        return forwardedHeaders.first { $0.key.lowercased() == lower }?.value
     }
 }
 
@@ -38,12 +52,23 @@ public enum ToolOutcome: Sendable, Equatable {
     case failure(String)
 }
 
-/// A tool the agent can call. Built-in tools now; HTTP endpoints and MCP servers are tools too.
+/// A tool the agent can call: a built-in one, an HTTP endpoint (``HTTPTool``), or an MCP server's tool.
+///
+/// A tool may run more than once for one call (at-least-once: its worker died after `tool-started` and before the
+/// result was logged); ``ToolContext/idempotencyKey`` is the same each time.
 public protocol AgentTool: Sendable {
     /// Its name, description, input schema and approval policy.
     var descriptor: ToolDescriptor { get }
-    /// Runs one call on an input that already conforms to the descriptor's schema.
+    /// How long one call may take; the context's deadline is this far from the start.
+    var timeout: Duration { get }
+    /// Runs one call on an input that already conforms to the descriptor's schema. Failures are values (the model is
+    /// told); on cancellation (the worker is stopping) the outcome is ignored and the call runs again elsewhere.
     func run(_ input: JSON, context: ToolContext) async -> ToolOutcome
+}
+
+extension AgentTool {
+    /// Two minutes.
+    public var timeout: Duration { .seconds(120) }
 }
 
 /// A tool whose body is a closure (the built-in tools).
@@ -60,48 +85,4 @@ public struct BuiltInTool: AgentTool {
 
     /// Runs the body.
     public func run(_ input: JSON, context: ToolContext) async -> ToolOutcome { await body(input, context) }
-}
-
-/// The built-in tools any agent can name: harmless `get_weather` and `get_time`, and `send_email`, which needs
-/// approval (and only pretends to send).
-public enum DemoTools {
-    /// Every built-in tool by name.
-    public static let all: [String: any AgentTool] = Dictionary(
-        uniqueKeysWithValues: [getWeather, getTime, sendEmail].map { ($0.descriptor.name, $0 as any AgentTool) })
-
-    static let getWeather = BuiltInTool(
-        ToolDescriptor(
-            name: "get_weather", description: "The current weather in a city.",
-            inputSchema: [
-                "type": "object", "properties": ["city": ["type": "string", "description": "The city's name."]],
-                "required": ["city"],
-            ], needsApproval: false)
-    ) { input, _ in
-        let city = input["city"]?.stringValue ?? "Paris"
-        return .output(["city": .string(city), "forecast": "sunny", "temperatureC": 21])
-    }
-
-    static let getTime = BuiltInTool(
-        ToolDescriptor(
-            name: "get_time", description: "The current time (UTC).",
-            inputSchema: ["type": "object", "properties": ["timezone": ["type": "string"]]], needsApproval: false)
-    ) { _, _ in
-        .output(["utc": .string(Identifiers.isoTimestamp(milliseconds: Identifiers.nowMilliseconds()))])
-    }
-
-    static let sendEmail = BuiltInTool(
-        ToolDescriptor(
-            name: "send_email", description: "Sends an email (a human approves each one first).",
-            inputSchema: [
-                "type": "object",
-                "properties": ["to": ["type": "string"], "subject": ["type": "string"], "body": ["type": "string"]],
-                "required": ["to", "subject", "body"],
-            ], needsApproval: true)
-    ) { input, context in
-        guard let to = input["to"]?.stringValue, to.contains("@") else {
-            return .failure("send_email needs a recipient address")
-        }
-        return .output(
-            ["status": "sent", "to": .string(to), "messageId": .string("msg_" + context.toolCallID.suffix(8))])
-    }
 }

@@ -1,0 +1,116 @@
+import Synchronization
+import TetherCore
+
+/// One execution as a runner drives it: its state, what of the log it has folded in, and its appends (fenced).
+/// Confined to the task that runs the execution.
+///
+/// Others append too (the decide and cancel scripts), between this runner's own appends: ``readNew()`` reads on from
+/// the last entry it read, not from the last it appended, and skips the entries it appended itself (already folded
+/// in), so an entry appended in between is never missed.
+final class ExecutionRun {
+    let store: ExecutionStore
+    let executionID: String
+    let fence: Int
+    private(set) var state = AgentState()
+    /// The newest entry read from the log.
+    private var lastRead: StreamID?
+    /// Entries this runner appended and folded in, not yet passed by a read.
+    private var appended: Set<String> = []
+    /// Turns whose streamed output (text deltas, tool-call starts and fragments) a recorder stored and this runner
+    /// folded in: their entries are skipped by a read (only the runner holding the lease writes them).
+    private var recordedTurns: Set<String> = []
+
+    /// The entry types a ``TurnRecorder`` writes.
+    private static let turnOutput: Set<String> = [
+        EventType.text.rawValue, EventType.toolCallStart.rawValue, EventType.toolCallDelta.rawValue,
+    ]
+
+    init(store: ExecutionStore, executionID: String, fence: Int) {
+        self.store = store
+        self.executionID = executionID
+        self.fence = fence
+    }
+
+    /// The headers the request forwarded for tools, read once per run.
+    func forwardedHeaders() async throws -> [String: String] {
+        if let headers { return headers }
+        let read = try await store.forwardedHeaders(executionID)
+        headers = read
+        return read
+    }
+
+    private var headers: [String: String]?
+
+    /// Reads the whole log into the state.
+    func load() async throws {
+        for event in try await store.allEvents(executionID) { read(event) }
+    }
+
+    /// Reads and folds in the entries appended since the last one read (decisions come this way).
+    func readNew() async throws {
+        while true {
+            let events = try await store.events(executionID, after: lastRead, count: 1000)
+            for event in events { read(event) }
+            if events.count < 1000 { return }
+        }
+    }
+
+    private func read(_ event: StoredEvent) {
+        if let position = event.position, let last = lastRead, position <= last { return }
+        lastRead = event.position ?? lastRead
+        if appended.remove(event.id) != nil { return }
+        if Self.turnOutput.contains(event.type), let turn = JSON.rawMember("turnId", in: event.data),
+            recordedTurns.contains(String(turn.dropFirst().dropLast()))
+        {
+            return
+        }
+        state.apply(event.type, event.json)
+    }
+
+    /// Appends events (fenced) and folds them in.
+    func append(_ events: [NewEvent]) async throws {
+        let ids = try await store.append(executionID, fence: fence, events: events)
+        for event in events { state.apply(event.type.rawValue, event.data) }
+        appended.formUnion(ids)
+    }
+
+    /// Folds in the output a ``TurnRecorder`` already stored for `turnID`.
+    func fold(_ outcome: TurnRecorder.Outcome, turnID: String) {
+        state.recordOutput(
+            turnID: turnID, text: outcome.text, calls: outcome.calls.map { ($0.id, $0.name, $0.arguments) })
+        recordedTurns.insert(turnID)
+    }
+
+    /// Ends the execution as failed: an `error` event with a stable code and a message for people, then `finish`.
+    func fail(code: String, message: String) async throws {
+        try await append(Self.failure(code: code, message: message))
+    }
+
+    static func failure(code: String, message: String) -> [NewEvent] {
+        [
+            NewEvent(.error, ["code": .string(code), "message": .string(message)]),
+            NewEvent(.finish, ["status": "failed"], status: .failed),
+        ]
+    }
+
+    /// The call with that id, in any turn.
+    func call(_ id: String) -> AgentState.Call? {
+        for turn in state.turns.reversed() {
+            if let call = turn.calls.last(where: { $0.id == id }) { return call }
+        }
+        return nil
+    }
+}
+
+/// How many executions wait for a human decision right now.
+public final class WaitGauge: Sendable {
+    private let count = Mutex(0)
+
+    /// Makes a gauge at zero.
+    public init() {}
+
+    /// The current count.
+    public var value: Int { count.withLock { $0 } }
+
+    func add(_ delta: Int) { count.withLock { $0 += delta } }
+}
