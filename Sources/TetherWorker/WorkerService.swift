@@ -23,6 +23,8 @@ public final class WorkerService: Service, Sendable {
     private let active = Mutex<[String: String]>([:])
     /// Executions waiting for approval: they stay on this worker (subscribed, lease renewed) without a slot.
     private let waiting: WaitGauge
+    /// The MCP servers of the configuration (started when first used, stopped with the worker).
+    private let servers: [MCPToolServer]
 
     /// Makes a worker process's job loop; agents read their API keys from `environment`.
     public init(
@@ -34,9 +36,11 @@ public final class WorkerService: Service, Sendable {
         self.store = store
         let waiting = WaitGauge()
         self.waiting = waiting
+        let servers = config.tools.mcp.map { MCPToolServer($0, logger: logger) }
+        self.servers = servers
         self.runner = AgentRunner(
             store: store, agents: config.agents, providers: Providers.make(for: config, environment: environment),
-            tools: ToolCatalog(config: config.tools), waiting: waiting,
+            tools: ToolCatalog(config: config.tools, servers: servers), waiting: waiting,
             conversationMaxMessages: config.conversations.maxMessages, logger: logger)
         self.concurrency = max(1, config.workers.concurrency)
         self.lease = .milliseconds(Int64(config.workers.leaseSeconds * 1000))
@@ -56,6 +60,10 @@ public final class WorkerService: Service, Sendable {
         logger.info("worker \(consumer) taking jobs from \(store.keys.jobs), \(concurrency) at a time")
         // On graceful shutdown running jobs are cancelled and handed back at once (see runJob), so that another
         // worker resumes them without waiting for the lease to run out.
+        defer {
+            let servers = self.servers
+            Task { for server in servers { await server.shutDown() } }
+        }
         try await cancelWhenGracefulShutdown {
             try await withThrowingDiscardingTaskGroup { group in
                 group.addTask { await self.renewLeases() }

@@ -57,18 +57,9 @@ struct ConfigOptions: ParsableArguments {
             throw ValidationError("configuration file \(path) not found")
         }
         do {
-            let config = try TetherConfig.load(
+            return try TetherConfig.load(
                 file: FileManager.default.fileExists(atPath: path) ? path : nil, environment: environment,
                 toolNames: Set(DemoTools.all.keys))
-            // The file format reads and checks MCP servers already; the workers cannot run their tools yet.
-            if let server = config.tools.mcp.first {
-                throw ConfigError(problems: [
-                    ConfigProblem(
-                        source: path, field: "tools.mcp",
-                        problem: "MCP servers (\(server.name)) are not supported by this build yet")
-                ])
-            }
-            return config
         } catch {
             FileHandle.standardError.write(Data("tether: invalid configuration:\n\(error)\n".utf8))
             throw ExitCode(78)

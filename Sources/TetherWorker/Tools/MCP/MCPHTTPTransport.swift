@@ -1,0 +1,151 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import MCP
+import NIOCore
+import NIOHTTP1
+import TetherCore
+
+/// The MCP streamable HTTP transport (client side) on async-http-client.
+///
+/// Not the SDK's `HTTPClientTransport`: on Linux it reads each answer whole through `URLSession.data(for:)`, so an
+/// answer streamed as server-sent events reaches its client as one blob it cannot decode, and it opens no stream
+/// for the server's own messages (`notifications/tools/list_changed`). This one parses SSE answers incrementally,
+/// keeps the session id (`Mcp-Session-Id`) and the negotiated protocol version (`MCP-Protocol-Version`), and once
+/// the session exists listens on the GET stream, where the server may send notifications (a 405 means it has none).
+/// A 404 on a request that carried a session id means the session is gone: the stream ends with
+/// ``MCPTransportClosed`` and `onClose` tells the supervisor, which makes a new session at the next use.
+actor MCPHTTPTransport: Transport {
+    nonisolated let logger: Logger
+    let url: String
+    let headers: [(String, String)]
+    let timeout: Duration
+    let client: HTTPClient
+    private let onClose: @Sendable () -> Void
+    private var sessionID: String?
+    private var protocolVersion: String?
+    private var listener: Task<Void, Never>?
+    private var closed = false
+    private let stream: AsyncThrowingStream<Data, any Error>
+    private let continuation: AsyncThrowingStream<Data, any Error>.Continuation
+
+    init(
+        url: String, headers: [(String, String)], timeout: Duration, client: HTTPClient, logger: Logger,
+        onClose: @escaping @Sendable () -> Void
+    ) {
+        self.url = url
+        self.headers = headers
+        self.timeout = timeout
+        self.client = client
+        self.logger = logger
+        self.onClose = onClose
+        (stream, continuation) = AsyncThrowingStream.makeStream(of: Data.self)
+    }
+
+    func connect() async throws {}
+
+    func disconnect() async {
+        listener?.cancel()
+        listener = nil
+        if let sessionID, !closed {
+            var request = makeRequest(method: .DELETE)
+            request.headers.replaceOrAdd(name: "Mcp-Session-Id", value: sessionID)
+            _ = try? await client.execute(request, timeout: .seconds(2))
+        }
+        closed = true
+        continuation.finish()
+    }
+
+    nonisolated func receive() -> AsyncThrowingStream<Data, any Error> { stream }
+
+    func send(_ data: Data) async throws {
+        guard !closed else { throw MCPTransportClosed() }
+        var request = makeRequest(method: .POST)
+        request.headers.replaceOrAdd(name: "Content-Type", value: "application/json")
+        request.headers.replaceOrAdd(name: "Accept", value: "application/json, text/event-stream")
+        request.body = .bytes(ByteBuffer(bytes: data))
+        let response: HTTPClientResponse
+        do {
+            response = try await client.execute(request, timeout: .nanoseconds(HTTPTool.nanoseconds(timeout)))
+        } catch {
+            throw MCPTransportClosed(reason: "the MCP server could not be reached (\(HTTPTool.describe(error)))")
+        }
+        if let id = response.headers.first(name: "Mcp-Session-Id"), sessionID == nil {
+            sessionID = id
+        }
+        switch response.status.code {
+        case 202:
+            startListening()
+            return
+        case 404 where request.headers.contains(name: "Mcp-Session-Id"):
+            end("the MCP session expired")
+            throw MCPTransportClosed(reason: "the MCP session expired")
+        case 200..<300:
+            break
+        default:
+            let body = (try? await response.body.collect(upTo: 64 * 1024)).map { String(buffer: $0) } ?? ""
+            throw MCPTransportClosed(reason: "the MCP server answered HTTP \(response.status.code) \(body.prefix(200))")
+        }
+        let type = response.headers.first(name: "Content-Type") ?? ""
+        if type.contains("text/event-stream") {
+            try await read(events: response.body)
+        } else {
+            let body = try await response.body.collect(upTo: 16 << 20)
+            deliver(Data(body.readableBytesView))
+        }
+        startListening()
+    }
+
+    private func makeRequest(method: HTTPMethod) -> HTTPClientRequest {
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        for (name, value) in headers { request.headers.replaceOrAdd(name: name, value: value) }
+        if let sessionID { request.headers.replaceOrAdd(name: "Mcp-Session-Id", value: sessionID) }
+        if let protocolVersion { request.headers.replaceOrAdd(name: "MCP-Protocol-Version", value: protocolVersion) }
+        return request
+    }
+
+    /// Hands each SSE event's data to the client as it arrives.
+    private func read(events body: HTTPClientResponse.Body) async throws {
+        var parser = SSEParser()
+        for try await chunk in body {
+            for event in parser.feed(chunk.readableBytesView) where !event.data.isEmpty {
+                deliver(Data(event.data.utf8))
+            }
+        }
+    }
+
+    private func deliver(_ message: Data) {
+        if protocolVersion == nil, let json = try? JSON.parse(Array(message)),
+            let version = json["result"]?["protocolVersion"]?.stringValue
+        {
+            protocolVersion = version
+        }
+        continuation.yield(message)
+    }
+
+    /// Opens the GET stream for the server's own messages, once there is a session.
+    private func startListening() {
+        guard listener == nil, sessionID != nil, !closed else { return }
+        listener = Task { await self.listen() }
+    }
+
+    private func listen() async {
+        var request = makeRequest(method: .GET)
+        request.headers.replaceOrAdd(name: "Accept", value: "text/event-stream")
+        do {
+            let response = try await client.execute(request, timeout: .hours(24 * 365))
+            guard response.status.code == 200 else { return }
+            try await read(events: response.body)
+        } catch {
+            if !Task.isCancelled { logger.debug("MCP notification stream of \(url) ended: \(error)") }
+        }
+    }
+
+    private func end(_ reason: String) {
+        guard !closed else { return }
+        closed = true
+        continuation.finish(throwing: MCPTransportClosed(reason: reason))
+        onClose()
+    }
+}
