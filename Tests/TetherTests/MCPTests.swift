@@ -126,7 +126,19 @@ struct MCPServerTests {
         return server
     }
 
-    @Test func stdioToolsAreListedCalledAndApprovedByTheirOwnPolicy() async throws {
+    /// The test server as `files`, over `transport` (`stdio`, or `http`: then also the server process, to stop).
+    static func filesServer(_ transport: String) async throws -> (MCPServerDefinition, Process?) {
+        var server = stdioServer()
+        guard transport == "http" else { return (server, nil) }
+        let (process, url) = try await httpServer()
+        server.transport = .http(url: url)
+        return (server, process)
+    }
+
+    @Test(arguments: ["stdio", "http"])
+    func toolsAreListedCalledAndApprovedByTheirOwnPolicy(transport: String) async throws {
+        let (server, process) = try await Self.filesServer(transport)
+        defer { process?.terminate() }
         let model = try await FakeProvider.start()
         defer { model.stop() }
         model.enqueue(
@@ -141,7 +153,7 @@ struct MCPServerTests {
                         (id: "c_bad", name: "files_add", arguments: #"{"a":"two","b":3}"#),
                     ]).utf8)),
             .stream(try fixture("openai-text.sse")))
-        let (harness, token) = try await Self.harness(model: model, server: Self.stdioServer())
+        let (harness, token) = try await Self.harness(model: model, server: server)
         defer { harness.stop() }
         let stream = try await harness.create("Use the files", token: token)
         let waiting = try await readFrames(stream) { frames in
@@ -174,32 +186,62 @@ struct MCPServerTests {
         #expect(rest.last?.finishReason == "stop")
     }
 
-    @Test func aServerKilledInTheMiddleOfACallIsReportedAndStartedAgain() async throws {
+    @Test func aStdioServerKilledInTheMiddleOfACallIsReportedAndStartedAgain() async throws {
         let model = try await FakeProvider.start()
         defer { model.stop() }
-        model.enqueue(
-            .stream(Array(ProviderTests.oneCall(name: "files_crash", arguments: "{}").utf8)),
-            .stream(
-                Array(
-                    ProviderTests.calls([(id: "c_calls", name: "files_calls", arguments: "{}")]).utf8)),
-            .stream(try fixture("openai-text.sse")))
+        Self.enqueueCrashThenCount(model)
         let (harness, token) = try await Self.harness(model: model, server: Self.stdioServer())
         defer { harness.stop() }
         let stream = try await harness.create("Crash it", token: token)
         let frames = try await readFrames(stream) { _ in false }
+        try Self.expectCrashReportedThenAFreshProcess(frames)
+    }
+
+    @Test func anHTTPServerKilledInTheMiddleOfACallIsReportedAndANewSessionOpened() async throws {
+        let (first, url) = try await Self.httpServer()
+        defer { first.terminate() }
+        let model = try await FakeProvider.start()
+        defer { model.stop() }
+        // The model's second turn takes 4 s: meanwhile the server is back (its operator restarted it), and the call
+        // it makes goes to a new session.
+        Self.enqueueCrashThenCount(model, pause: .seconds(4))
+        var server = Self.stdioServer()
+        server.transport = .http(url: url)
+        let (harness, token) = try await Self.harness(model: model, server: server)
+        defer { harness.stop() }
+        let stream = try await harness.create("Crash it", token: token)
+        var frames = try await readFrames(stream) { $0.contains { $0.type == "tool-output-error" } }
+        let port = try #require(URLComponents(string: url)?.port)
+        let second = try await Self.httpServer(port: port)
+        defer { second.0.terminate() }
+        frames += try await readFrames(stream) { _ in false }
+        try Self.expectCrashReportedThenAFreshProcess(frames)
+    }
+
+    /// A turn that calls `crash`, then one that calls `calls` (taking `pause` to stream), then a reply.
+    static func enqueueCrashThenCount(_ model: FakeProvider, pause: Duration = .milliseconds(3)) {
+        let calls = Array(ProviderTests.calls([(id: "c_calls", name: "files_calls", arguments: "{}")]).utf8)
+        var slow = FakeProvider.Reply.stream(calls, cutAt: [1])
+        slow.pause = pause
+        model.enqueue(
+            .stream(Array(ProviderTests.oneCall(name: "files_crash", arguments: "{}").utf8)), slow,
+            .stream((try? fixture("openai-text.sse")) ?? []))
+    }
+
+    static func expectCrashReportedThenAFreshProcess(_ frames: [Frame]) throws {
         #expect(frames.last?.finishReason == "stop")
         let crash = try #require(
             frames.first { $0.typed?["toolCallId"] == "call_T1" && $0.type == "tool-output-error" })
         #expect(crash.typed?["errorText"]?.stringValue?.contains("stopped during the call") == true, "\(crash.chunk)")
         // A new process answered the next call: its count starts again.
         let calls = try #require(frames.first { $0.typed?["toolCallId"] == "c_calls" })
-        #expect(calls.typed?["output"] == ["result": 1])
+        #expect(calls.typed?["output"] == ["result": 1], "\(calls.chunk)")
     }
 
     /// Starts the test server on streamable HTTP on a free port; returns it and its URL once it answers.
-    static func httpServer() async throws -> (Process, String) {
+    static func httpServer(port: Int? = nil) async throws -> (Process, String) {
         try #require(!mcpPython.isEmpty, "set TETHER_TEST_MCP_PYTHON to a Python with PyPI's mcp (scripts/test does)")
-        let port = try freePort()
+        let port = try port ?? freePort()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: mcpPython)
         process.arguments = [mcpServerScript, "http", String(port)]

@@ -13,8 +13,9 @@ import TetherCore
 /// for the server's own messages (`notifications/tools/list_changed`). This one parses SSE answers incrementally,
 /// keeps the session id (`Mcp-Session-Id`) and the negotiated protocol version (`MCP-Protocol-Version`), and once
 /// the session exists listens on the GET stream, where the server may send notifications (a 405 means it has none).
-/// A 404 on a request that carried a session id means the session is gone: the stream ends with
-/// ``MCPTransportClosed`` and `onClose` tells the supervisor, which makes a new session at the next use.
+/// A 404 on a request that carried a session id means the session is gone, and so does a server that cannot be
+/// reached or an answer that breaks off: the stream ends with ``MCPTransportClosed`` and `onClose` tells the
+/// supervisor, which makes a new session at the next use.
 actor MCPHTTPTransport: Transport {
     nonisolated let logger: Logger
     let url: String
@@ -68,7 +69,10 @@ actor MCPHTTPTransport: Transport {
         do {
             response = try await client.execute(request, timeout: .nanoseconds(HTTPTool.nanoseconds(timeout)))
         } catch {
-            throw MCPTransportClosed(reason: "the MCP server could not be reached (\(HTTPTool.describe(error)))")
+            // The server is gone (or restarting): this session is over; the next use opens a new one.
+            let reason = "the MCP server could not be reached (\(HTTPTool.describe(error)))"
+            end(reason)
+            throw MCPTransportClosed(reason: reason)
         }
         if let id = response.headers.first(name: "Mcp-Session-Id"), sessionID == nil {
             sessionID = id
@@ -87,11 +91,17 @@ actor MCPHTTPTransport: Transport {
             throw MCPTransportClosed(reason: "the MCP server answered HTTP \(response.status.code) \(body.prefix(200))")
         }
         let type = response.headers.first(name: "Content-Type") ?? ""
-        if type.contains("text/event-stream") {
-            try await read(events: response.body)
-        } else {
-            let body = try await response.body.collect(upTo: 16 << 20)
-            deliver(Data(body.readableBytesView))
+        do {
+            if type.contains("text/event-stream") {
+                try await read(events: response.body)
+            } else {
+                let body = try await response.body.collect(upTo: 16 << 20)
+                deliver(Data(body.readableBytesView))
+            }
+        } catch {
+            // The answer broke off (the server died in the middle of it): the session is over.
+            end("the MCP server's answer broke off")
+            throw MCPTransportClosed(reason: "the MCP server's answer broke off")
         }
         startListening()
     }

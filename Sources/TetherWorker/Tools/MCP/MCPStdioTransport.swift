@@ -1,7 +1,8 @@
 import Foundation
 import Logging
 import MCP
-import Synchronization
+import NIOCore
+import NIOPosix
 
 #if canImport(Glibc)
     import Glibc
@@ -12,18 +13,17 @@ import Synchronization
 ///
 /// Not the SDK's `StdioTransport`: that one reads the process's own standard input by polling a non-blocking file
 /// descriptor every 10 ms (100 wake-ups a second per idle server), and when the other end closes it ends its stream
-/// without an error, on which the SDK's client loop spins. This one is woken by the pipe (`readabilityHandler`), and
-/// ends its stream with ``MCPTransportClosed`` when the process exits, which ends the client's loop; `onClose` tells
-/// the supervisor, which fails the calls in flight and starts the server again at the next use.
+/// without an error, on which the SDK's client loop spins. Nor Foundation's `readabilityHandler`, whose dispatch
+/// source crashed the process now and then when the server exited. The pipes are a SwiftNIO `PipeChannel` on the
+/// process's event loops: woken by data, and inactive when the server closes its output, which ends the stream
+/// with ``MCPTransportClosed``; that ends the client's loop, and `onClose` tells the supervisor, which fails the
+/// calls in flight and starts the server again at the next use.
 actor MCPStdioTransport: Transport {
     nonisolated let logger: Logger
     let command: [String]
     private let onClose: @Sendable () -> Void
     private var process: Process?
-    private var input: FileHandle?
-    /// Kept (with the process) for as long as the transport lives: a pipe released while its readability handler
-    /// may still run closes the descriptor under it.
-    private var pipes: [Pipe] = []
+    private var channel: (any Channel)?
     private let stream: AsyncThrowingStream<Data, any Error>
     private let continuation: AsyncThrowingStream<Data, any Error>.Continuation
 
@@ -46,53 +46,52 @@ actor MCPStdioTransport: Transport {
         process.standardInput = toServer
         process.standardOutput = fromServer
         process.standardError = FileHandle.nullDevice
-        let lines = LineSplitter()
-        let continuation = self.continuation
-        let onClose = self.onClose
-        let closed = Mutex(false)
-        let close: @Sendable () -> Void = {
-            guard
-                closed.withLock({ done in
-                    defer { done = true }
-                    return !done
-                })
-            else { return }
-            continuation.finish(throwing: MCPTransportClosed())
-            onClose()
-        }
-        fromServer.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            if data.isEmpty {
-                handle.readabilityHandler = nil
-                close()
-                return
-            }
-            for line in lines.feed(data) { continuation.yield(line) }
-        }
-        process.terminationHandler = { _ in close() }
         do {
             try process.run()
         } catch {
             throw MCPTransportClosed(reason: "could not start \(command.first ?? "")")
         }
         self.process = process
-        self.pipes = [toServer, fromServer]
-        self.input = toServer.fileHandleForWriting
+        // The channel owns copies of the parent's ends; Foundation's handles close theirs.
+        let input = dup(fromServer.fileHandleForReading.fileDescriptor)
+        let output = dup(toServer.fileHandleForWriting.fileDescriptor)
+        try? fromServer.fileHandleForReading.close()
+        try? toServer.fileHandleForWriting.close()
+        let continuation = self.continuation
+        let onClose = self.onClose
+        do {
+            channel = try await NIOPipeBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .channelOption(.allowRemoteHalfClosure, value: false)
+                .takingOwnershipOfDescriptors(input: input, output: output) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(
+                            LineHandler(continuation: continuation, onClose: onClose))
+                        return channel
+                    }
+                }
+        } catch {
+            close(input)
+            close(output)
+            process.terminate()
+            throw MCPTransportClosed(reason: "could not open the pipes of \(command.first ?? "")")
+        }
         logger.info("MCP server started: \(command.joined(separator: " ")) (pid \(process.processIdentifier))")
     }
 
     func disconnect() async {
         continuation.finish()
-        pipes.last?.fileHandleForReading.readabilityHandler = nil
-        try? input?.close()
-        input = nil
+        try? await channel?.close()
+        channel = nil
         if let process, process.isRunning { process.terminate() }
     }
 
     func send(_ data: Data) async throws {
-        guard let input else { throw MCPTransportClosed() }
+        guard let channel else { throw MCPTransportClosed() }
+        var buffer = channel.allocator.buffer(capacity: data.count + 1)
+        buffer.writeBytes(data)
+        buffer.writeInteger(UInt8(ascii: "\n"))
         do {
-            try input.write(contentsOf: data + [UInt8(ascii: "\n")])
+            try await channel.writeAndFlush(buffer)
         } catch {
             throw MCPTransportClosed(reason: "the server's input is closed")
         }
@@ -101,27 +100,53 @@ actor MCPStdioTransport: Transport {
     nonisolated func receive() -> AsyncThrowingStream<Data, any Error> { stream }
 }
 
+/// Cuts the server's output into lines (JSON-RPC messages) and hands them over; when the output ends, ends the
+/// stream with ``MCPTransportClosed`` and calls `onClose`, once.
+private final class LineHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    let continuation: AsyncThrowingStream<Data, any Error>.Continuation
+    let onClose: @Sendable () -> Void
+    private var pending: [UInt8] = []
+    private var closed = false
+
+    init(continuation: AsyncThrowingStream<Data, any Error>.Continuation, onClose: @escaping @Sendable () -> Void) {
+        self.continuation = continuation
+        self.onClose = onClose
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        pending += buffer.readableBytesView
+        var start = 0
+        while let newline = pending[start...].firstIndex(of: UInt8(ascii: "\n")) {
+            let line = pending[start..<newline]
+            if !line.allSatisfy({ $0 == UInt8(ascii: "\r") }) { continuation.yield(Data(line)) }
+            start = newline + 1
+        }
+        pending.removeFirst(start)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        end()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        end()
+        context.close(promise: nil)
+    }
+
+    private func end() {
+        guard !closed else { return }
+        closed = true
+        continuation.finish(throwing: MCPTransportClosed())
+        onClose()
+    }
+}
+
 /// The connection to an MCP server is gone (its process exited, its HTTP session ended).
 struct MCPTransportClosed: Error, CustomStringConvertible {
     var reason = "the connection to the MCP server closed"
     var description: String { reason }
-}
-
-/// Cuts a byte stream into lines (JSON-RPC messages), keeping an unfinished line for the next chunk.
-final class LineSplitter: Sendable {
-    private let pending = Mutex(Data())
-
-    /// The complete, non-empty lines `chunk` finishes.
-    func feed(_ chunk: Data) -> [Data] {
-        pending.withLock { buffer in
-            buffer.append(chunk)
-            var lines: [Data] = []
-            while let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
-                let line = buffer[buffer.startIndex..<newline]
-                if !line.allSatisfy({ $0 == UInt8(ascii: "\r") }) { lines.append(Data(line)) }
-                buffer = Data(buffer[buffer.index(after: newline)...])
-            }
-            return lines
-        }
-    }
 }
