@@ -60,17 +60,24 @@ public final class WorkerService: Service, Sendable {
         logger.info("worker \(consumer) taking jobs from \(store.keys.jobs), \(concurrency) at a time")
         // On graceful shutdown running jobs are cancelled and handed back at once (see runJob), so that another
         // worker resumes them without waiting for the lease to run out.
-        defer {
-            let servers = self.servers
-            Task { for server in servers { await server.shutDown() } }
-        }
-        try await cancelWhenGracefulShutdown {
-            try await withThrowingDiscardingTaskGroup { group in
-                group.addTask { await self.renewLeases() }
-                await self.readLoop(group: &group)
-                group.cancelAll()
+        do {
+            try await cancelWhenGracefulShutdown {
+                try await withThrowingDiscardingTaskGroup { group in
+                    group.addTask { await self.renewLeases() }
+                    await self.readLoop(group: &group)
+                    group.cancelAll()
+                }
             }
+        } catch {
+            await stopServers()
+            throw error
         }
+        await stopServers()
+    }
+
+    /// Stops the MCP servers this worker started.
+    private func stopServers() async {
+        for server in servers { await server.shutDown() }
     }
 
     private func ensureGroup() async throws {

@@ -302,6 +302,11 @@ struct ConfigTests {
             "tools.mcp[1].prefix", "overlaps"
         ),
         ("tools:\n  ftp: []", "tools.ftp", "unknown field"),
+        ("tools:\n  mcp:\n    - {name: s, command: [x], prefix: ''}", "tools.mcp[0].prefix", "1-64"),
+        (
+            "tools:\n  http:\n    - {name: files_x, url: http://x}\n  mcp:\n    - {name: files, command: [x]}",
+            "tools.mcp[0].name", "would take in the tool files_x"
+        ),
         (
             "tools:\n  mcp:\n    - {name: s, command: [x], allow: [read_*]}\nagents:\n  - id: a\n    model: {provider: demo}\n    tools: [s_write]",
             "agents[0].tools[0]", "does not allow"

@@ -88,6 +88,19 @@ struct MCPSupervisorTests {
         }
     }
 
+    @Test func aConnectionThatClosesBeforeItIsHandedOutCountsAsFailed() {
+        var supervisor = MCPSupervisor<String>()
+        let now = ContinuousClock.now
+        guard case .connect(let generation) = supervisor.want(at: now) else { return }
+        #expect(supervisor.ended(generation) == nil)
+        let handedOut = supervisor.connected(generation, session: "dead")
+        #expect(!handedOut)
+        guard case .unavailable = supervisor.want(at: .now) else {
+            Issue.record("backs off after a connection that died on arrival")
+            return
+        }
+    }
+
     @Test func resultsMapToOutcomes() {
         let text = CallTool.Result(content: [.text(text: "hi", annotations: nil, _meta: nil)])
         #expect(MCPToolServer.outcome(text) == .output("hi"))
@@ -121,7 +134,7 @@ struct MCPServerTests {
         var server = MCPServerDefinition(
             name: "files", transport: .stdio(command: [mcpPython, mcpServerScript, "stdio"]))
         server.needsApproval = .matching(["delete_*"])
-        server.allow = ["echo", "add", "fail", "delete_*", "crash", "calls", "grow", "late", "headers"]
+        server.allow = ["echo", "add", "fail", "delete_*", "crash", "calls", "grow", "late", "headers", "slow"]
         server.timeoutSeconds = 20
         return server
     }
@@ -283,6 +296,35 @@ struct MCPServerTests {
         #expect(headers["x-user"] == "configured")
         #expect(headers["x-tenant-user"] == "u-1")
         #expect(frames.first { $0.typed?["toolCallId"] == "c_echo" }?.typed?["output"] == ["result": "over http"])
+    }
+
+    @Test func aCallThatTakesTooLongIsAbandonedAtItsTimeoutAndAServerThatDiesAtStartHangsNothing() async throws {
+        try #require(!mcpPython.isEmpty, "set TETHER_TEST_MCP_PYTHON (scripts/test does)")
+        var definition = Self.stdioServer()
+        definition.timeoutSeconds = 1
+        let server = MCPToolServer(definition, logger: Harness.quietLogger("mcp"))
+        let context = ToolContext(
+            executionID: "exec_1", toolCallID: "c1", deadline: .now + .seconds(20), logger: Harness.quietLogger("t"))
+        _ = await server.tools()
+        let start = ContinuousClock.now
+        #expect(
+            await server.call("slow", arguments: ["seconds": 30], context: context)
+                == .failure("files_slow did not answer within 1 s."))
+        #expect(ContinuousClock.now - start < .seconds(5))
+        // The server still answers the next call.
+        #expect(
+            await server.call("echo", arguments: ["text": "after"], context: context) == .output(["result": "after"]))
+        await server.shutDown()
+        // A command that exits at once: no tools, quickly, and no hang for whoever asks next.
+        let broken = MCPToolServer(
+            MCPServerDefinition(
+                name: "broken", transport: .stdio(command: [mcpPython, "-c", "import sys; sys.exit(1)"])),
+            logger: Harness.quietLogger("mcp"))
+        let asked = ContinuousClock.now
+        #expect(await broken.tools().isEmpty)
+        #expect(await broken.tools().isEmpty)
+        #expect(ContinuousClock.now - asked < .seconds(5))
+        await broken.shutDown()
     }
 
     @Test(arguments: ["stdio", "http"])

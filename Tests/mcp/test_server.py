@@ -4,13 +4,15 @@
     python test_server.py http PORT
 
 Tools: echo (text), add (structured output), fail (isError), delete_file (a name an approval pattern matches),
-secret (one an allow list leaves out), crash (the process dies in the middle of the call), calls (how many calls
+secret (one an allow list leaves out), slow (answers after a while), crash (the process dies in the middle of the call), calls (how many calls
 this process answered: it starts again from 0 after a restart), headers (the HTTP headers of the request), and
 grow (adds the tool `late` and tells the client its tool list changed).
 """
 
 import os
 import sys
+
+import anyio
 from typing import TypedDict
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -61,6 +63,13 @@ def secret() -> str:
 @server.tool(description="Kills the server in the middle of the call.")
 def crash() -> str:
     os._exit(3)
+
+
+@server.tool(description="Answers after the given seconds.")
+async def slow(seconds: float) -> str:
+    count()
+    await anyio.sleep(seconds)
+    return "slept"
 
 
 @server.tool(description="How many calls this process answered.")

@@ -59,7 +59,7 @@ extension TetherConfig {
 
     /// The problem of a tool (or server) name providers would refuse: every provider accepts 1–64 of
     /// `A-Z a-z 0-9 _ -`.
-    static func toolNameProblem(_ name: String) -> String? {
+    public static func toolNameProblem(_ name: String) -> String? {
         let valid =
             (1...64).contains(name.utf8.count)
             && name.utf8.allSatisfy { Names.isAlphanumeric($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }
@@ -120,20 +120,25 @@ extension TetherConfig {
         let policy = readApprovalPolicy(&reader)
         let allow = reader.texts("allow")
         let prefix = reader.text("prefix") { prefix in
-            prefix.isEmpty || toolNameProblem(prefix) == nil
-                ? nil : "must be up to 64 characters of A-Z a-z 0-9 _ -, got \(JSON.quoted(prefix))"
+            toolNameProblem(prefix) == nil
+                ? nil : "must be 1-64 characters of A-Z a-z 0-9 _ -, got \(JSON.quoted(prefix))"
         }
         let timeout = reader.number("timeoutSeconds", 0.1...3600)
         guard let name, reader.problems.isEmpty else { return nil }
         var server = MCPServerDefinition(
             name: name, transport: url.map { .http(url: $0) } ?? .stdio(command: command ?? []))
         if let prefix { server.prefix = prefix }
-        if let clash = servers.first(where: { $0.prefix.hasPrefix(server.prefix) || server.prefix.hasPrefix($0.prefix) }
-        ),
-            !server.prefix.isEmpty, !clash.prefix.isEmpty
-        {
+        if let clash = servers.first(where: {
+            $0.prefix.hasPrefix(server.prefix) || server.prefix.hasPrefix($0.prefix)
+        }) {
             reader.problem(
                 "prefix", "\(JSON.quoted(server.prefix)) overlaps the prefix of the MCP server \(clash.name)")
+            return nil
+        }
+        if let clash = taken.sorted().first(where: { $0.hasPrefix(server.prefix) }) {
+            reader.problem(
+                prefix == nil ? "name" : "prefix",
+                "its tools' prefix \(JSON.quoted(server.prefix)) would take in the tool \(clash); set another prefix")
             return nil
         }
         server.headers = headers

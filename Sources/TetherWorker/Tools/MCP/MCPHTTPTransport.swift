@@ -26,6 +26,8 @@ actor MCPHTTPTransport: Transport {
     private var sessionID: String?
     private var protocolVersion: String?
     private var listener: Task<Void, Never>?
+    /// The server refused the GET stream: it has nothing to send on its own.
+    private var noStream = false
     private var closed = false
     private let stream: AsyncThrowingStream<Data, any Error>
     private let continuation: AsyncThrowingStream<Data, any Error>.Continuation
@@ -46,16 +48,24 @@ actor MCPHTTPTransport: Transport {
     func connect() async throws {}
 
     func disconnect() async {
+        let wasOpen = !closed
+        closed = true
         listener?.cancel()
         listener = nil
-        if let sessionID, !closed {
+        continuation.finish()
+        if let sessionID, wasOpen {
             var request = makeRequest(method: .DELETE)
             request.headers.replaceOrAdd(name: "Mcp-Session-Id", value: sessionID)
             _ = try? await client.execute(request, timeout: .seconds(2))
         }
-        closed = true
-        continuation.finish()
     }
+
+    /// Headers a configuration or a request's `forwardedHeaders` cannot set: the transport's own, and those of
+    /// HTTP framing.
+    static let reserved: Set<String> = [
+        "mcp-session-id", "mcp-protocol-version", "content-type", "content-length", "accept", "host",
+        "transfer-encoding", "connection", "te", "upgrade", "keep-alive", "proxy-connection", "last-event-id",
+    ]
 
     nonisolated func receive() -> AsyncThrowingStream<Data, any Error> { stream }
 
@@ -91,14 +101,24 @@ actor MCPHTTPTransport: Transport {
             throw MCPTransportClosed(reason: "the MCP server answered HTTP \(response.status.code) \(body.prefix(200))")
         }
         let type = response.headers.first(name: "Content-Type") ?? ""
+        // A request (a message with an id and a method) must be answered on this response.
+        let message = try? JSON.parse(Array(data))
+        let awaited: JSON? = message?["method"] != nil ? message?["id"] : nil
+        var answered = false
         do {
             if type.contains("text/event-stream") {
-                try await read(events: response.body)
+                try await read(events: response.body) { message in
+                    if let awaited, message["id"] == awaited { answered = true }
+                }
             } else {
                 let body = try await response.body.collect(upTo: 16 << 20)
+                answered = true
                 deliver(Data(body.readableBytesView))
             }
         } catch {
+            answered = false
+        }
+        if awaited != nil, !answered {
             // The answer broke off (the server died in the middle of it): the session is over.
             end("the MCP server's answer broke off")
             throw MCPTransportClosed(reason: "the MCP server's answer broke off")
@@ -109,17 +129,22 @@ actor MCPHTTPTransport: Transport {
     private func makeRequest(method: HTTPMethod) -> HTTPClientRequest {
         var request = HTTPClientRequest(url: url)
         request.method = method
-        for (name, value) in headers { request.headers.replaceOrAdd(name: name, value: value) }
+        for (name, value) in headers where !Self.reserved.contains(name.lowercased()) {
+            request.headers.replaceOrAdd(name: name, value: value)
+        }
         if let sessionID { request.headers.replaceOrAdd(name: "Mcp-Session-Id", value: sessionID) }
         if let protocolVersion { request.headers.replaceOrAdd(name: "MCP-Protocol-Version", value: protocolVersion) }
         return request
     }
 
     /// Hands each SSE event's data to the client as it arrives.
-    private func read(events body: HTTPClientResponse.Body) async throws {
+    private func read(
+        events body: HTTPClientResponse.Body, seen: (JSON) -> Void = { _ in }
+    ) async throws {
         var parser = SSEParser()
         for try await chunk in body {
             for event in parser.feed(chunk.readableBytesView) where !event.data.isEmpty {
+                if let message = try? JSON.parse(Array(event.data.utf8)) { seen(message) }
                 deliver(Data(event.data.utf8))
             }
         }
@@ -136,7 +161,7 @@ actor MCPHTTPTransport: Transport {
 
     /// Opens the GET stream for the server's own messages, once there is a session.
     private func startListening() {
-        guard listener == nil, sessionID != nil, !closed else { return }
+        guard listener == nil, sessionID != nil, !closed, !noStream else { return }
         listener = Task { await self.listen() }
     }
 
@@ -145,11 +170,21 @@ actor MCPHTTPTransport: Transport {
         request.headers.replaceOrAdd(name: "Accept", value: "text/event-stream")
         do {
             let response = try await client.execute(request, timeout: .hours(24 * 365))
-            guard response.status.code == 200 else { return }
+            if response.status.code == 404 {
+                end("the MCP session expired")
+                return
+            }
+            // 405 (or another refusal): the server sends nothing on its own in this session.
+            guard response.status.code == 200 else {
+                noStream = true
+                return
+            }
             try await read(events: response.body)
         } catch {
             if !Task.isCancelled { logger.debug("MCP notification stream of \(url) ended: \(error)") }
         }
+        // Ended (the server closed it): the next request opens it again.
+        listener = nil
     }
 
     private func end(_ reason: String) {

@@ -75,6 +75,11 @@ actor MCPStdioTransport: Transport {
             process.terminate()
             throw MCPTransportClosed(reason: "could not open the pipes of \(command.first ?? "")")
         }
+        // A server that exits while a child of its own keeps its output open (npx, uvx) ends the connection too.
+        if let channel {
+            process.terminationHandler = { _ in channel.close(promise: nil) }
+            if !process.isRunning { channel.close(promise: nil) }
+        }
         logger.info("MCP server started: \(command.joined(separator: " ")) (pid \(process.processIdentifier))")
     }
 

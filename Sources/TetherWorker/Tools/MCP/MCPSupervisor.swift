@@ -10,8 +10,8 @@ struct MCPSupervisor<Session: Sendable>: Sendable {
     enum State: Sendable {
         /// No connection. After `failures` failed attempts in a row the next is not made before `retryAt`.
         case idle(failures: Int, retryAt: ContinuousClock.Instant?)
-        /// Connection `generation` is being made.
-        case connecting(generation: Int, failures: Int)
+        /// Connection `generation` is being made; `endedEarly` when its transport closed meanwhile.
+        case connecting(generation: Int, failures: Int, endedEarly: Bool = false)
         /// Connection `generation` is up.
         case ready(generation: Int, session: Session)
     }
@@ -46,14 +46,19 @@ struct MCPSupervisor<Session: Sendable>: Sendable {
         case .idle(let failures, let retryAt):
             if let retryAt, now < retryAt { return .unavailable(retryAt: retryAt) }
             generations += 1
-            state = .connecting(generation: generations, failures: failures)
+            state = .connecting(generation: generations, failures: failures, endedEarly: false)
             return .connect(generation: generations)
         }
     }
 
     /// Connection `generation` is up. Returns `false` when it is stale (close it).
     mutating func connected(_ generation: Int, session: Session) -> Bool {
-        guard case .connecting(generation, _) = state else { return false }
+        guard case .connecting(generation, let failures, let endedEarly) = state else { return false }
+        if endedEarly {
+            // It closed before it was handed out: dead on arrival, and counted as a failure.
+            state = .idle(failures: failures + 1, retryAt: .now + Self.backoff(failures: failures + 1))
+            return false
+        }
         state = .ready(generation: generation, session: session)
         return true
     }
@@ -66,13 +71,17 @@ struct MCPSupervisor<Session: Sendable>: Sendable {
 
     /// Connection `generation` could not be made at `now`.
     mutating func failed(_ generation: Int, at now: ContinuousClock.Instant) {
-        guard case .connecting(generation, let failures) = state else { return }
+        guard case .connecting(generation, let failures, _) = state else { return }
         state = .idle(failures: failures + 1, retryAt: now + Self.backoff(failures: failures + 1))
     }
 
     /// Connection `generation` ended (the process exited, the session expired, a call found it broken). Returns
     /// the session to close when it was the current one; the next use connects again at once.
     mutating func ended(_ generation: Int) -> Session? {
+        if case .connecting(generation, let failures, _) = state {
+            state = .connecting(generation: generation, failures: failures, endedEarly: true)
+            return nil
+        }
         guard case .ready(generation, let session) = state else { return nil }
         state = .idle(failures: 0, retryAt: nil)
         return session

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import Logging
 import MCP
+import Synchronization
 import TetherCore
 
 /// One configured MCP server, as each worker process uses it: a connection made when first needed (the process
@@ -42,7 +43,15 @@ public actor MCPToolServer: ToolServer {
     /// The allowed tools, named with the prefix; none while the server cannot be reached.
     public func tools() async -> [any AgentTool] {
         guard let session = await session() else { return [] }
-        return session.tools.filter { definition.allows($0.name) }.map { MCPTool(server: self, tool: $0) }
+        return session.tools.filter { tool in
+            guard definition.allows(tool.name) else { return false }
+            // A name a model provider would refuse would fail every turn: leave the tool out.
+            if let problem = TetherConfig.toolNameProblem(prefix + tool.name) {
+                logger.warning("MCP server \(name): tool \(tool.name) left out: its name \(problem)")
+                return false
+            }
+            return true
+        }.map { MCPTool(server: self, tool: $0) }
     }
 
     /// The current connection, made if there is none (and the backoff allows); `nil` when the server is unavailable.
@@ -78,9 +87,13 @@ public actor MCPToolServer: ToolServer {
     /// Connects, initialises and lists the tools (every page). `generation` is `nil` for a call's own session.
     private func connect(_ generation: Int?, headers: [String: String]) async throws -> Session {
         let client = Client(name: "tether", version: "1")
+        // The SDK's client fails its pending requests only when it is disconnected: do that as soon as the
+        // transport closes (in the middle of initialize too), then tell the supervisor.
         let onClose: @Sendable () -> Void = { [weak self] in
-            guard let self, let generation else { return }
-            Task { await self.ended(generation) }
+            Task {
+                await client.disconnect()
+                if let generation { await self?.ended(generation) }
+            }
         }
         let transport: any Transport
         switch definition.transport {
@@ -99,10 +112,17 @@ public actor MCPToolServer: ToolServer {
             }
         }
         do {
-            guard let result = try await HTTPTool.within(timeout, { try await client.connect(transport: transport) })
-            else { throw MCPTransportClosed(reason: "it did not answer initialize in time") }
-            _ = result
-            return Session(client: client, tools: try await listTools(client))
+            // The SDK's waits ignore cancellation: a server that does not answer is disconnected, which ends them.
+            let outcome = try await Self.bounded(
+                timeout, unblock: { await client.disconnect() },
+                run: {
+                    try await client.connect(transport: transport)
+                    return try await self.listTools(client)
+                })
+            guard case .value(let tools) = outcome else {
+                throw MCPTransportClosed(reason: "it did not answer initialize and tools/list in time")
+            }
+            return Session(client: client, tools: tools)
         } catch {
             await client.disconnect()
             throw error
@@ -188,8 +208,10 @@ public actor MCPToolServer: ToolServer {
         do {
             let request = CallTool.request(.init(name: tool, arguments: Self.values(arguments)))
             let pending = try await client.send(request)
-            guard let result = try await HTTPTool.within(limit, { try await pending.value }) else {
-                try? await client.cancelRequest(pending.requestID, reason: "timed out")
+            let outcome = try await Self.bounded(
+                limit, unblock: { try? await client.cancelRequest(pending.requestID, reason: "timed out") },
+                run: { try await pending.value })
+            guard case .value(let result) = outcome else {
                 return .failure("\(label) did not answer within \(HTTPTool.seconds(limit)) s.")
             }
             return Self.outcome(result)
@@ -201,6 +223,39 @@ public actor MCPToolServer: ToolServer {
             }
             return .failure(
                 "\(label) failed: its MCP server stopped during the call (it is started again for the next one).")
+        }
+    }
+
+    /// What ``bounded(_:unblock:isolation:run:)`` came to.
+    enum Bounded<T: Sendable>: Sendable {
+        case value(T)
+        case expired
+    }
+
+    /// Runs `body`; when it is still running after `limit`, or the task is cancelled, calls `unblock`, which must
+    /// make `body` return: the SDK's waits (`RequestContext.value`) ignore cancellation, so a task group alone would
+    /// wait for them. `.expired` when the limit passed first; a cancellation is thrown.
+    static func bounded<T: Sendable>(
+        _ limit: Duration, unblock: @escaping @Sendable () async -> Void,
+        isolation: isolated (any Actor)? = #isolation, run body: () async throws -> T
+    ) async throws -> Bounded<T> {
+        let expired = Mutex(false)
+        let timer = Task {
+            try? await Task.sleep(for: limit)
+            if Task.isCancelled { return }
+            expired.withLock { $0 = true }
+            await unblock()
+        }
+        defer { timer.cancel() }
+        return try await withTaskCancellationHandler {
+            do {
+                return .value(try await body())
+            } catch {
+                if expired.withLock({ $0 }) { return .expired }
+                throw error
+            }
+        } onCancel: {
+            Task { await unblock() }
         }
     }
 
