@@ -114,7 +114,7 @@ public actor MCPToolServer: ToolServer {
         do {
             // The SDK's waits ignore cancellation: a server that does not answer is disconnected, which ends them.
             let outcome = try await Self.bounded(
-                timeout, unblock: { await client.disconnect() },
+                max(timeout, Self.connectTimeout), unblock: { await client.disconnect() },
                 run: {
                     try await client.connect(transport: transport)
                     return try await self.listTools(client)
@@ -171,6 +171,9 @@ public actor MCPToolServer: ToolServer {
     public func shutDown() async {
         if let session = supervisor.shutDown() { await session.client.disconnect() }
     }
+
+    /// The least time connecting (a process starting, initialize, tools/list) may take, whatever a call's limit.
+    static let connectTimeout: Duration = .seconds(30)
 
     /// One call's time limit.
     nonisolated var timeout: Duration { .milliseconds(Int64(definition.timeoutSeconds * 1000)) }
