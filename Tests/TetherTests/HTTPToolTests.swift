@@ -15,19 +15,9 @@ struct HTTPToolTests {
         return try TetherConfig.parse(yaml: yaml, context: context).tools
     }
 
-    /// A harness whose agent `bot` talks to `model` and may call `tools`.
-    static func harness(
-        model fake: FakeProvider, tools: ToolSources, agentTools: [String], withWorker: Bool = true
-    ) async throws -> (Harness, String) {
-        let harness = try await Harness.start(withWorker: withWorker) { config in
-            var model = AgentDefinition.Model(provider: .openai, name: "gpt-4.1-mini")
-            model.baseURL = fake.baseURL + "/v1"
-            model.apiKeyEnvironment = providerKeyVariable
-            model.timeoutSeconds = 20
-            config.tools = tools
-            config.agents = [AgentDefinition(id: "bot", model: model, tools: agentTools), .demo]
-        }
-        return (harness, try await harness.makeKey(tenant: "acme", agent: "bot"))
+    static func harness(model: FakeProvider, tools: ToolSources, agentTools: [String]) async throws -> (Harness, String)
+    {
+        try await Harness.startWithBot(model: model, tools: tools, agentTools: agentTools)
     }
 
     static func ticketTool(_ url: String, extra: String = "") -> String {

@@ -45,6 +45,22 @@ final class Harness: Sendable {
         return try await Harness(config: config, withWorker: withWorker)
     }
 
+    /// A harness (with a worker) whose agent `bot` talks to `model` (an OpenAI fake) and may call `agentTools` of
+    /// `tools`; returns it and a key for `bot`.
+    static func startWithBot(model fake: FakeProvider, tools: ToolSources, agentTools: [String]) async throws
+        -> (Harness, String)
+    {
+        let harness = try await start { config in
+            var model = AgentDefinition.Model(provider: .openai, name: "gpt-4.1-mini")
+            model.baseURL = fake.baseURL + "/v1"
+            model.apiKeyEnvironment = providerKeyVariable
+            model.timeoutSeconds = 20
+            config.tools = tools
+            config.agents = [AgentDefinition(id: "bot", model: model, tools: agentTools), .demo]
+        }
+        return (harness, try await harness.makeKey(tenant: "acme", agent: "bot"))
+    }
+
     private init(config: TetherConfig, withWorker: Bool) async throws {
         self.config = config
         redis = try Self.client(config, name: "test")

@@ -119,15 +119,7 @@ struct MCPServerTests {
     /// A harness whose agent `bot` talks to `model` and may use all of `server`'s allowed tools.
     static func harness(model fake: FakeProvider, server: MCPServerDefinition) async throws -> (Harness, String) {
         try #require(!mcpPython.isEmpty, "set TETHER_TEST_MCP_PYTHON to a Python with PyPI's mcp (scripts/test does)")
-        let harness = try await Harness.start { config in
-            var model = AgentDefinition.Model(provider: .openai, name: "gpt-4.1-mini")
-            model.baseURL = fake.baseURL + "/v1"
-            model.apiKeyEnvironment = providerKeyVariable
-            model.timeoutSeconds = 20
-            config.tools = ToolSources(mcp: [server])
-            config.agents = [AgentDefinition(id: "bot", model: model, tools: [server.name]), .demo]
-        }
-        return (harness, try await harness.makeKey(tenant: "acme", agent: "bot"))
+        return try await Harness.startWithBot(model: fake, tools: ToolSources(mcp: [server]), agentTools: [server.name])
     }
 
     static func stdioServer() -> MCPServerDefinition {

@@ -43,6 +43,20 @@ func launch(
     return process
 }
 
+/// Writes a configuration file (removed by the caller) with an agent `bot` whose model is `model` (an OpenAI fake)
+/// and which may call `tools`; `before` goes ahead of the agents (a `tools:` section).
+func botConfig(model: FakeProvider, tools: [String], before: String = "") throws -> URL {
+    let file = FileManager.default.temporaryDirectory.appendingPathComponent("bot-\(Identifiers.token(6)).yaml")
+    try """
+    \(before)
+    agents:
+      - id: bot
+        model: {provider: openai, name: gpt-4.1-mini, baseURL: "\(model.baseURL)/v1", apiKeyEnv: \(providerKeyVariable)}
+        tools: [\(tools.joined(separator: ", "))]
+    """.write(to: file, atomically: true, encoding: .utf8)
+    return file
+}
+
 /// Runs `tether <command> [arguments]` to its end and returns its exit status and standard output.
 func runTether(_ command: String, _ harness: Harness, arguments: [String] = []) throws -> (Int32, String) {
     let pipe = Pipe()
@@ -88,14 +102,7 @@ struct ProcessTests {
         var hanging = FakeProvider.Reply.stream(Array(text[..<offsets(of: " sunny", in: text)[0]]))
         hanging.hang = true
         fake.enqueue(hanging, .stream(text))
-        let config = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "agents-\(Identifiers.token(6)).yaml")
-        try """
-        agents:
-          - id: bot
-            model: {provider: openai, name: gpt-4.1-mini, baseURL: "\(fake.baseURL)/v1", apiKeyEnv: \(providerKeyVariable)}
-            tools: [get_weather]
-        """.write(to: config, atomically: true, encoding: .utf8)
+        let config = try botConfig(model: fake, tools: ["get_weather"])
         defer { try? FileManager.default.removeItem(at: config) }
         let harness = try await Harness.start(withWorker: false)
         defer { harness.stop() }
@@ -137,16 +144,13 @@ struct ProcessTests {
         model.enqueue(
             .stream(Array(ProviderTests.oneCall(name: "create_ticket", arguments: #"{"title":"x"}"#).utf8)),
             .stream(try fixture("openai-text.sse")))
-        let config = FileManager.default.temporaryDirectory.appendingPathComponent("tools-\(Identifiers.token(6)).yaml")
-        try """
-        tools:
-          http:
-            - {name: create_ticket, url: "\(endpoint.baseURL)/tickets", timeoutSeconds: 60}
-        agents:
-          - id: bot
-            model: {provider: openai, name: gpt-4.1-mini, baseURL: "\(model.baseURL)/v1", apiKeyEnv: \(providerKeyVariable)}
-            tools: [create_ticket]
-        """.write(to: config, atomically: true, encoding: .utf8)
+        let config = try botConfig(
+            model: model, tools: ["create_ticket"],
+            before: """
+                tools:
+                  http:
+                    - {name: create_ticket, url: "\(endpoint.baseURL)/tickets", timeoutSeconds: 60}
+                """)
         defer { try? FileManager.default.removeItem(at: config) }
         let harness = try await Harness.start(withWorker: false)
         defer { harness.stop() }
