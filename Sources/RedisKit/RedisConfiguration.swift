@@ -54,7 +54,9 @@ public struct RedisConfiguration: Sendable {
         self.commandTimeout = .seconds(10)
         self.poolSize = 8
         self.reconnectBackoffInitial = .milliseconds(50)
-        self.reconnectBackoffMax = .seconds(2)
+        // Short: after an outage, work goes on within a fraction of a second of Redis coming back (an attempt to a
+        // server that refuses connections costs next to nothing).
+        self.reconnectBackoffMax = .milliseconds(250)
         self.eventLoopGroup = eventLoopGroup
     }
 

@@ -15,12 +15,16 @@ public struct Keys: Sendable, Hashable {
     public func events(_ executionID: String) -> String { "\(prefix):{\(executionID)}:events" }
     /// Hash: toolCallId → approval request; `toolCallId:decision` → the decision.
     public func approvals(_ executionID: String) -> String { "\(prefix):{\(executionID)}:approvals" }
-    /// Channel: decision announcements (the toolCallId) for the waiting worker.
-    public func approvalsChannel(_ executionID: String) -> String { "\(prefix):{\(executionID)}:approvals" }
     /// Channel: the id of the newest event, announced after every append, for the gateways' live tailing.
     public func tail(_ executionID: String) -> String { "\(prefix):{\(executionID)}:tail" }
     /// Channel: control messages (`cancel`) for the worker that runs the execution.
     public func control(_ executionID: String) -> String { "\(prefix):{\(executionID)}:control" }
+    /// Hash: the agent state a worker checkpointed (`state`, JSON) and the id of the last entry it covers
+    /// (`through`): a resumed run starts there, whatever the stream's trimming dropped before it.
+    public func checkpoint(_ executionID: String) -> String { "\(prefix):{\(executionID)}:checkpoint" }
+    /// Sorted set: parked executions (waiting for approval, held by no worker), scored by their earliest approval
+    /// deadline in milliseconds (or by the end of a worker's claim on that deadline).
+    public var deadlines: String { "\(prefix):deadlines" }
     /// Stream + consumer group: one entry per execution to run.
     public var jobs: String { "\(prefix):jobs" }
     /// The consumer group of the workers on ``jobs``.

@@ -3,6 +3,22 @@ import RedisKit
 /// The Lua scripts that make Tether's state changes atomic. Each runs with `EVALSHA` (loaded on first use).
 /// Errors are returned as `PREFIX message` so callers can tell them apart.
 public enum Scripts {
+    /// What several scripts need, put before each of their sources: `terminal(status)`, and `unpark(…)`, which takes a
+    /// parked execution out of the deadline set and, when asked, queues its job again (see ``park``).
+    static let prelude = """
+        local function terminal(status) return status == 'completed' or status == 'failed' or status == 'cancelled' end
+        local function unpark(meta, deadlines, jobs, id, requeue)
+            if redis.call('HDEL', meta, 'parked') == 0 then return false end
+            redis.call('ZREM', deadlines, id)
+            if requeue then redis.call('XADD', jobs, '*', 'executionId', id) end
+            return true
+        end
+
+        """
+
+    /// A script whose source starts with ``prelude``.
+    static func withPrelude(_ body: String) -> RedisScript { RedisScript(prelude + body) }
+
     /// Creates an execution: the record, its first event and its job, once.
     ///
     /// KEYS: meta, events, jobs, idempotency record, conversation state, conversation messages. ARGV: id, tenant,
@@ -51,26 +67,27 @@ public enum Scripts {
 
     /// Appends events for the worker holding the lease.
     ///
-    /// KEYS: meta, events, approvals. ARGV: fence, tailChannel, nowISO, nowMs, maxLength, retentionSeconds, then
-    /// per event: type, data, status ('' for none), approvalsField ('' for none), approvalsValue.
+    /// KEYS: meta, events, approvals, checkpoint. ARGV: fence, tailChannel, nowISO, nowMs, maxLength,
+    /// retentionSeconds, checkpoint state ('' for none), the id the worker holds for the newest entry, then per event:
+    /// type, data, status ('' for none), approvalsField ('' for none), approvalsValue.
     /// Checks the fence (`FENCED` when another worker took over) and that the execution has not finished
     /// (`FINISHED`). Moves the status with the event that causes it; an `error` event also sets the record's
     /// `error`; a terminal status drops the forwarded headers (they may hold credentials, and no step needs them
-    /// any more) and starts the retention clock on every key. Announces the new entries on the tail
-    /// channel (see ``TailAnnouncement``). Returns the new ids.
-    public static let append = RedisScript(
+    /// any more) and the checkpoint, and starts the retention clock on every key. With a checkpoint state, stores it
+    /// as the state through the last new entry, but only if the newest entry before this append is the one the
+    /// worker holds (nobody else appended in between, so the state is exactly what the log says up to there).
+    /// Announces the new entries on the tail channel (see ``TailAnnouncement``). Returns the new ids.
+    public static let append = withPrelude(
         """
         local m = redis.call('HMGET', KEYS[1], 'fence', 'status', 'lastEventId')
         if not m[1] then return redis.error_reply('NOTFOUND execution not found') end
         if m[1] ~= ARGV[1] then return redis.error_reply('FENCED another worker owns this execution') end
-        if m[2] == 'completed' or m[2] == 'failed' or m[2] == 'cancelled' then
-            return redis.error_reply('FINISHED execution already finished')
-        end
+        if terminal(m[2]) then return redis.error_reply('FINISHED execution already finished') end
         local ids = {}
         local status = nil
         local fields = {'updatedAt', ARGV[3]}
         local announcement = {m[3] or '0-0'}
-        for i = 7, #ARGV, 5 do
+        for i = 9, #ARGV, 5 do
             local entry = {'type', ARGV[i], 'data', ARGV[i + 1], 'ts', ARGV[4]}
             if ARGV[i + 2] ~= '' then
                 status = ARGV[i + 2]
@@ -94,25 +111,30 @@ public enum Scripts {
             fields[#fields + 1] = status
         end
         redis.call('HSET', KEYS[1], unpack(fields))
-        if status == 'completed' or status == 'failed' or status == 'cancelled' then
+        if terminal(status) then
             redis.call('HDEL', KEYS[1], 'forwardedHeaders')
+            redis.call('DEL', KEYS[4])
             local ttl = tonumber(ARGV[6])
             redis.call('EXPIRE', KEYS[1], ttl)
             redis.call('EXPIRE', KEYS[2], ttl)
             if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('EXPIRE', KEYS[3], ttl) end
+        elseif ARGV[7] ~= '' and (m[3] or '') == ARGV[8] then
+            redis.call('HSET', KEYS[4], 'state', ARGV[7], 'through', ids[#ids])
         end
         redis.call('PUBLISH', ARGV[2], table.concat(announcement, string.char(30)))
         return ids
         """)
 
-    /// Records a human decision on a tool call, once, then announces it.
+    /// Records a human decision on a tool call, once, then announces it on the tail channel.
     ///
-    /// KEYS: meta, events, approvals. ARGV: toolCallId, approved ('true'|'false'), decisionJSON, eventData,
-    /// nowISO, nowMs, tailChannel, approvalsChannel, maxLength.
+    /// KEYS: meta, events, approvals, jobs, deadlines. ARGV: toolCallId, approved ('true'|'false'), decisionJSON,
+    /// eventData, nowISO, nowMs, tailChannel, maxLength, executionId.
     /// Returns `RECORDED` or `REPEATED` (the same decision again). Errors: `NOTFOUND` (no execution),
     /// `NOTOOLCALL` (no such approval request), `CONFLICT` (the other decision was recorded), `FINISHED`.
-    /// When no request is left undecided, the status moves from `suspended` back to `running`.
-    public static let decide = RedisScript(
+    /// When no request is left undecided, the status moves from `suspended` back to `running`. A parked execution
+    /// (see ``park``) leaves the deadline set and its job is queued again, in this same script: a decision is never
+    /// recorded without a worker to act on it.
+    public static let decide = withPrelude(
         """
         local current = redis.call('HMGET', KEYS[1], 'status', 'lastEventId')
         local status = current[1]
@@ -126,9 +148,7 @@ public enum Scripts {
             if tostring(previous.approved) == ARGV[2] then return 'REPEATED' end
             return redis.error_reply('CONFLICT the opposite decision was already recorded')
         end
-        if status == 'completed' or status == 'failed' or status == 'cancelled' then
-            return redis.error_reply('FINISHED execution already finished')
-        end
+        if terminal(status) then return redis.error_reply('FINISHED execution already finished') end
         redis.call('HSET', KEYS[3], ARGV[1] .. ':decision', ARGV[3])
         local undecided = 0
         local fields = redis.call('HKEYS', KEYS[3])
@@ -148,11 +168,11 @@ public enum Scripts {
             meta[#meta + 1] = 'status'
             meta[#meta + 1] = 'running'
         end
-        local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[9], '*', unpack(entry))
+        local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[8], '*', unpack(entry))
         meta[#meta + 1] = 'lastEventId'
         meta[#meta + 1] = id
         redis.call('HSET', KEYS[1], unpack(meta))
-        redis.call('PUBLISH', ARGV[8], ARGV[1])
+        unpark(KEYS[1], KEYS[5], KEYS[4], ARGV[9], true)
         redis.call('PUBLISH', ARGV[7], previous .. string.char(30) .. id .. string.char(31)
             .. 'tool-approval-response' .. string.char(31) .. ARGV[6] .. string.char(31) .. newStatus .. string.char(31)
             .. ARGV[4])
@@ -160,13 +180,14 @@ public enum Scripts {
         """)
 
     /// Cancels an execution, once, whether a worker runs it or not: the status becomes `cancelled` with an `error`
-    /// (`cancelled`) and the `finish` event, the forwarded headers go, the retention clock starts, and the control
-    /// channel tells the worker that runs it (if any) to stop.
+    /// (`cancelled`) and the `finish` event, the forwarded headers and the checkpoint go, a parked execution leaves
+    /// the deadline set, the retention clock starts, and the control channel tells the worker that runs it (if any)
+    /// to stop.
     ///
-    /// KEYS: meta, events, approvals. ARGV: errorData, finishData, nowISO, nowMs, tailChannel, controlChannel,
-    /// maxLength, retentionSeconds. Returns `CANCELLED` or `ALREADY` (it was cancelled before). Errors: `NOTFOUND`,
-    /// `FINISHED` (it completed or failed).
-    public static let cancel = RedisScript(
+    /// KEYS: meta, events, approvals, deadlines, checkpoint. ARGV: errorData, finishData, nowISO, nowMs, tailChannel,
+    /// controlChannel, maxLength, retentionSeconds, executionId. Returns `CANCELLED` or `ALREADY` (it was cancelled
+    /// before). Errors: `NOTFOUND`, `FINISHED` (it completed or failed).
+    public static let cancel = withPrelude(
         """
         local m = redis.call('HMGET', KEYS[1], 'status', 'lastEventId')
         if not m[1] then return redis.error_reply('NOTFOUND execution not found') end
@@ -177,6 +198,8 @@ public enum Scripts {
             'status', 'cancelled')
         redis.call('HSET', KEYS[1], 'status', 'cancelled', 'updatedAt', ARGV[3], 'lastEventId', f, 'error', ARGV[1])
         redis.call('HDEL', KEYS[1], 'forwardedHeaders')
+        redis.call('DEL', KEYS[5])
+        unpark(KEYS[1], KEYS[4], nil, ARGV[9], false)
         local ttl = tonumber(ARGV[8])
         redis.call('EXPIRE', KEYS[1], ttl)
         redis.call('EXPIRE', KEYS[2], ttl)
@@ -187,6 +210,55 @@ public enum Scripts {
             .. ARGV[2])
         redis.call('PUBLISH', ARGV[6], 'cancel')
         return 'CANCELLED'
+        """)
+
+    /// Parks an execution that waits for human decisions: its job leaves the jobs stream (acknowledged and deleted)
+    /// and the execution joins the deadline set, scored by its earliest approval deadline, so that it holds no
+    /// worker at all while it waits. The decide script queues its job again; the cancel script takes it out.
+    ///
+    /// KEYS: meta, approvals, jobs, deadlines. ARGV: fence, jobsGroup, job entry id, deadline (ms), executionId,
+    /// nowISO, then the toolCallIds waited for. Returns `PARKED`, or `DECIDED` when one of them was decided already
+    /// (nothing changed: the worker reads the decision and goes on). Errors: `NOTFOUND`, `FENCED`, `FINISHED`.
+    public static let park = withPrelude(
+        """
+        local m = redis.call('HMGET', KEYS[1], 'fence', 'status')
+        if not m[1] then return redis.error_reply('NOTFOUND execution not found') end
+        if m[1] ~= ARGV[1] then return redis.error_reply('FENCED another worker owns this execution') end
+        if terminal(m[2]) then return redis.error_reply('FINISHED execution already finished') end
+        for i = 7, #ARGV do
+            if redis.call('HEXISTS', KEYS[2], ARGV[i] .. ':decision') == 1 then return 'DECIDED' end
+        end
+        redis.call('HSET', KEYS[1], 'parked', ARGV[6])
+        redis.call('ZADD', KEYS[4], ARGV[4], ARGV[5])
+        redis.call('XACK', KEYS[3], ARGV[2], ARGV[3])
+        redis.call('XDEL', KEYS[3], ARGV[3])
+        return 'PARKED'
+        """)
+
+    /// Takes up to a number of parked executions whose approval deadline has passed, for one worker to deny their
+    /// overdue requests: each one's score moves to the end of the claim, so that if that worker dies, the deadline
+    /// comes due again for another.
+    ///
+    /// KEYS: deadlines. ARGV: nowMs, limit, claim end (ms). Returns the executionIds.
+    public static let claimDeadlines = RedisScript(
+        """
+        local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+        for _, id in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[3], id) end
+        return due
+        """)
+
+    /// Settles a claimed deadline: moves it to a new score (the earliest deadline still ahead), or drops it when
+    /// there is none (its requests are decided, its execution ended or is gone), unless it changed since the claim
+    /// (the execution was decided, unparked and parked again meanwhile).
+    ///
+    /// KEYS: deadlines. ARGV: executionId, the claim's score, the new score ('' to drop). Returns 1 when it changed.
+    public static let settleDeadline = RedisScript(
+        """
+        local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+        if not score or tonumber(score) ~= tonumber(ARGV[2]) then return 0 end
+        if ARGV[3] == '' then return redis.call('ZREM', KEYS[1], ARGV[1]) end
+        redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+        return 1
         """)
 
     /// Takes the lease of an execution: raises the fence (so the previous owner's appends fail) and names the owner.

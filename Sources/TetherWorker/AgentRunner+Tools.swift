@@ -85,46 +85,21 @@ extension AgentRunner {
         }
     }
 
-    /// Subscribes to the approvals channel first, then reads the log's new entries (where the decide script puts each
-    /// decision), then waits for an announcement: a decision made at any moment is seen. A re-read every few
-    /// seconds covers an announcement lost to a reconnect. A request whose deadline passed is denied by the system
-    /// ("approval timed out"), through the same decide script, so a human's decision at the same moment wins or
-    /// loses cleanly. Returns once one of `ids` is decided.
-    func waitForDecisions(_ ids: [String], _ run: ExecutionRun) async throws {
-        waiting.add(1)
-        defer { waiting.add(-1) }
-        let subscription = try await store.redis.subscriber.subscribe(
-            store.keys.approvalsChannel(run.executionID), bufferingPolicy: .bufferingNewest(16))
-        defer { subscription.cancel() }
-        let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                for await _ in subscription { wake.yield() }
-            }
-            let deadline = ids.compactMap { run.call($0)?.approvalDeadline }.min()
-            group.addTask {
-                while true {
-                    let untilDeadline = deadline.map { max(0, $0 - Identifiers.nowMilliseconds()) } ?? 5000
-                    try await Task.sleep(for: .milliseconds(min(5000, untilDeadline + 1)))
-                    wake.yield()
-                }
-            }
-            defer { group.cancelAll() }
-            wake.yield()
-            for await _ in wakeups {
-                try Task.checkCancellation()
-                // A failed read or decision (Redis restarting) is simply tried again at the next wake-up.
-                try? await run.readNew()
-                if ids.contains(where: { run.call($0)?.decision != nil }) || run.state.finished { return }
-                let now = Identifiers.nowMilliseconds()
-                for id in ids where (run.call(id)?.approvalDeadline ?? .max) <= now {
-                    _ = try? await store.decide(
-                        run.executionID, toolCallID: id, approved: false, reason: Self.approvalTimedOut,
-                        decidedBy: "system")
-                    wake.yield()
-                }
-            }
-            throw CancellationError()
+    /// Parks the execution until one of `ids` is decided (see ``Scripts/park``), under the earliest deadline of
+    /// their requests; returns `true` when it is parked (the run ends here: the decision, a cancel or the deadline
+    /// queues the job again), `false` when a decision came first (it is read in, and the run goes on).
+    func park(_ ids: [String], _ run: ExecutionRun, jobEntryID: String) async throws -> Bool {
+        let deadline =
+            ids.compactMap { run.call($0)?.approvalDeadline }.min() ?? Identifiers.nowMilliseconds() + 86_400_000
+        switch try await store.park(
+            run.executionID, fence: run.fence, jobEntryID: jobEntryID, deadline: deadline, toolCallIDs: ids)
+        {
+        case .parked:
+            logger.debug("execution \(run.executionID) parked until a decision on \(ids)")
+            return true
+        case .decided:
+            try await run.readNew()
+            return false
         }
     }
 }

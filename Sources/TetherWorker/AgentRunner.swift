@@ -6,7 +6,7 @@ import TetherCore
 /// Runs one execution's agent loop for the worker holding its lease, from wherever the log says it stands.
 ///
 /// Each round folds the log into an ``AgentState``, asks ``AgentStep/next(_:maxSteps:tools:)`` what to do, and does
-/// it: streams a model turn, runs tools, asks for approvals, waits for decisions, or finishes. What it appends it
+/// it: streams a model turn, runs tools, asks for approvals, parks the execution to wait for decisions, or finishes. What it appends it
 /// folds back into the state, so a worker that takes over (after a crash or a lost lease) rebuilds the same state
 /// from the log and takes the same next step. A turn cut short is voided (`turn-aborted`) and redone; a tool whose
 /// result is logged never runs again.
@@ -19,8 +19,6 @@ public struct AgentRunner: Sendable {
     public let providers: [String: any ModelProvider]
     /// Every tool an agent may name.
     public let catalog: ToolCatalog
-    /// Counts the executions waiting for a human decision (they do not hold a worker slot).
-    public let waiting: WaitGauge
     /// Most items a conversation's history keeps.
     public let conversationMaxMessages: Int
     let logger: Logger
@@ -37,22 +35,21 @@ public struct AgentRunner: Sendable {
     /// Makes a runner.
     public init(
         store: ExecutionStore, agents: [AgentDefinition], providers: [String: any ModelProvider],
-        tools: ToolCatalog = ToolCatalog(fixed: DemoTools.all), waiting: WaitGauge = WaitGauge(),
-        conversationMaxMessages: Int = 200, logger: Logger
+        tools: ToolCatalog = ToolCatalog(fixed: DemoTools.all), conversationMaxMessages: Int = 200, logger: Logger
     ) {
         self.conversationMaxMessages = conversationMaxMessages
         self.store = store
         self.agents = Dictionary(agents.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         self.providers = providers
         self.catalog = tools
-        self.waiting = waiting
         self.logger = logger
     }
 
-    /// Runs the execution to its end (or until the lease is lost: ``AppendError/fenced``), or until it is cancelled:
-    /// a `cancel` on its control channel stops the run at once (an in-flight model request is aborted, a wait ends)
-    /// and it returns normally, the cancel script having written the final events.
-    public func run(_ executionID: String, fence: Int) async throws {
+    /// Runs the execution to its end (or until the lease is lost: ``AppendError/fenced``), or until it waits for a
+    /// human decision: then its job (`jobEntryID`, of the jobs stream) is parked and the run returns. It also stops
+    /// when it is cancelled: a `cancel` on its control channel stops the run at once (an in-flight model request is
+    /// aborted) and it returns normally, the cancel script having written the final events.
+    public func run(_ executionID: String, fence: Int, jobEntryID: String) async throws {
         guard let record = try await store.record(executionID) else { return }
         if record.status.isTerminal { return }
         let control = try await store.redis.subscriber.subscribe(
@@ -66,7 +63,7 @@ public struct AgentRunner: Sendable {
                     // The subscription ended without a cancel: this task was cancelled (the worker is stopping).
                     throw CancellationError()
                 }
-                group.addTask { try await self.drive(record, fence: fence) }
+                group.addTask { try await self.drive(record, fence: fence, jobEntryID: jobEntryID) }
                 defer { group.cancelAll() }
                 try await group.next()
             }
@@ -76,7 +73,7 @@ public struct AgentRunner: Sendable {
     }
 
     /// The agent loop of one execution.
-    private func drive(_ record: ExecutionRecord, fence: Int) async throws {
+    private func drive(_ record: ExecutionRecord, fence: Int, jobEntryID: String) async throws {
         let executionID = record.id
         let run = ExecutionRun(store: store, executionID: executionID, fence: fence)
         guard let agent = agents[record.agentId], let provider = providers[record.agentId] else {
@@ -153,7 +150,7 @@ public struct AgentRunner: Sendable {
                 case .runTools(let ids):
                     try await runTools(ids, run, tools: tools)
                 case .waitForDecisions(let ids):
-                    try await waitForDecisions(ids, run)
+                    if try await park(ids, run, jobEntryID: jobEntryID) { return }
                 }
             }
         } catch let error where Self.passesThrough(error) {

@@ -7,6 +7,10 @@ import TetherCore
 /// Others append too (the decide and cancel scripts), between this runner's own appends: ``readNew()`` reads on from
 /// the last entry it read, not from the last it appended, and skips the entries it appended itself (already folded
 /// in), so an entry appended in between is never missed.
+///
+/// Every append of a step (not a turn's streamed output) carries the state it leaves as a checkpoint, which the
+/// append script stores only when nobody else appended since the newest entry this run knows of: a run resumed from
+/// the checkpoint and the entries after it never needs the entries the stream's trimming dropped.
 final class ExecutionRun {
     let store: ExecutionStore
     let executionID: String
@@ -14,6 +18,8 @@ final class ExecutionRun {
     private(set) var state = AgentState()
     /// The newest entry read from the log.
     private var lastRead: StreamID?
+    /// The newest entry this run knows of: read, appended by it, or by its turns' recorders.
+    private var newest: StreamID?
     /// Entries this runner appended and folded in, not yet passed by a read.
     private var appended: Set<String> = []
     /// Turns whose streamed output (text deltas, tool-call starts and fragments) a recorder stored and this runner
@@ -41,9 +47,17 @@ final class ExecutionRun {
 
     private var headers: [String: String]?
 
-    /// Reads the whole log into the state.
+    /// Reads the log into the state: from the checkpoint, if there is one, and every entry after it.
     func load() async throws {
-        for event in try await store.allEvents(executionID) { read(event) }
+        if let checkpoint = try await store.checkpoint(executionID),
+            let json = try? JSON.parse(checkpoint.state), let restored = AgentState(checkpoint: json),
+            let through = StreamID(checkpoint.through)
+        {
+            state = restored
+            lastRead = through
+            newest = through
+        }
+        try await readNew()
     }
 
     /// Reads and folds in the entries appended since the last one read (decisions come this way).
@@ -58,6 +72,7 @@ final class ExecutionRun {
     private func read(_ event: StoredEvent) {
         if let position = event.position, let last = lastRead, position <= last { return }
         lastRead = event.position ?? lastRead
+        noteNewest(event.position)
         if appended.remove(event.id) != nil { return }
         if Self.turnOutput.contains(event.type), let turn = JSON.rawMember("turnId", in: event.data),
             recordedTurns.contains(String(turn.dropFirst().dropLast()))
@@ -67,11 +82,15 @@ final class ExecutionRun {
         state.apply(event.type, event.json)
     }
 
-    /// Appends events (fenced) and folds them in.
+    /// Appends events (fenced) and folds them in, with the state they leave as a checkpoint.
     func append(_ events: [NewEvent]) async throws {
-        let ids = try await store.append(executionID, fence: fence, events: events)
-        for event in events { state.apply(event.type.rawValue, event.data) }
+        var next = state
+        for event in events { next.apply(event.type.rawValue, event.data) }
+        let checkpoint = newest.map { Checkpoint(state: next.checkpoint.rendered, after: $0.description) }
+        let ids = try await store.append(executionID, fence: fence, events: events, checkpoint: checkpoint)
+        state = next
         appended.formUnion(ids)
+        noteNewest(ids.last.flatMap { StreamID($0) })
     }
 
     /// Folds in the output a ``TurnRecorder`` already stored for `turnID`.
@@ -79,6 +98,12 @@ final class ExecutionRun {
         state.recordOutput(
             turnID: turnID, text: outcome.text, calls: outcome.calls.map { ($0.id, $0.name, $0.arguments) })
         recordedTurns.insert(turnID)
+        noteNewest(outcome.lastID.flatMap { StreamID($0) })
+    }
+
+    private func noteNewest(_ id: StreamID?) {
+        guard let id else { return }
+        if newest.map({ id > $0 }) ?? true { newest = id }
     }
 
     /// Ends the execution as failed: an `error` event with a stable code and a message for people, then `finish`.
@@ -100,17 +125,4 @@ final class ExecutionRun {
         }
         return nil
     }
-}
-
-/// How many executions wait for a human decision right now.
-public final class WaitGauge: Sendable {
-    private let count = Mutex(0)
-
-    /// Makes a gauge at zero.
-    public init() {}
-
-    /// The current count.
-    public var value: Int { count.withLock { $0 } }
-
-    func add(_ delta: Int) { count.withLock { $0 += delta } }
 }

@@ -5,13 +5,17 @@ import ServiceLifecycle
 import Synchronization
 import TetherCore
 
-/// Takes jobs from `…:jobs` with a consumer group and runs them, at most `concurrency` at once (executions that
-/// wait for a human decision do not count: they hold a subscription and a lease, not a slot).
+/// Takes jobs from `…:jobs` with a consumer group and runs them, at most `concurrency` at once. An execution that
+/// waits for a human decision is parked (see ``Scripts/park``): its job leaves the stream, and it holds nothing in
+/// any worker (no slot, task, subscription or timer) until a decision, a cancel or its deadline
+/// (``ApprovalDeadlines``) queues it again.
 ///
 /// Crash recovery: the idle time of a job's pending entry is its lease. The running worker renews the leases of all
-/// its jobs together (one `XCLAIM … JUSTID` per 500 entries) every third of the lease; a job whose entry stays idle longer than the lease (its worker
-/// died) is taken over by another worker with `XAUTOCLAIM`, which raises the execution's fence (so the old
-/// owner, if it was only slow, can append nothing more) and resumes from the log.
+/// its jobs together (one `XCLAIM … JUSTID` per 500 entries) every third of the lease; a job whose entry stays idle
+/// longer than the lease (its worker died) is taken over by another worker with `XAUTOCLAIM`, which raises the
+/// execution's fence (so the old owner, if it was only slow, can append nothing more) and resumes from the log.
+/// Each round of `XAUTOCLAIM` goes on from where the last one stopped, so an orphan behind any number of live jobs
+/// is reached within the lease and one round.
 public final class WorkerService: Service, Sendable {
     let store: ExecutionStore
     let runner: AgentRunner
@@ -19,10 +23,13 @@ public final class WorkerService: Service, Sendable {
     let lease: Duration
     let consumer: String
     let logger: Logger
-    /// The executions this worker holds, with their job entries.
-    private let active = Mutex<[String: String]>([:])
-    /// Executions waiting for approval: they stay on this worker (subscribed, lease renewed) without a slot.
-    private let waiting: WaitGauge
+    /// The executions this worker holds, with their job entries, and entries of the same executions that came
+    /// while they ran (a decision queued one just as the run parked): each runs after the one before it.
+    private let active = Mutex<Jobs>(Jobs())
+    /// Where the last round of `XAUTOCLAIM` stopped.
+    private let reclaimCursor = Mutex("0-0")
+    private let probe: RedisProbe
+    private let deadlines: ApprovalDeadlines
     /// The MCP servers of the configuration (started when first used, stopped with the worker).
     private let servers: [MCPToolServer]
 
@@ -34,25 +41,32 @@ public final class WorkerService: Service, Sendable {
     ) {
         let store = ExecutionStore(redis: redis, config: config)
         self.store = store
-        let waiting = WaitGauge()
-        self.waiting = waiting
         let servers = config.tools.mcp.map { MCPToolServer($0, logger: logger) }
         self.servers = servers
         self.runner = AgentRunner(
             store: store, agents: config.agents, providers: Providers.make(for: config, environment: environment),
-            tools: ToolCatalog(config: config.tools, servers: servers), waiting: waiting,
+            tools: ToolCatalog(config: config.tools, servers: servers),
             conversationMaxMessages: config.conversations.maxMessages, logger: logger)
         self.concurrency = max(1, config.workers.concurrency)
         self.lease = .milliseconds(Int64(config.workers.leaseSeconds * 1000))
         self.consumer = "\(ProcessInfo.processInfo.hostName)-\(getpid())-\(Identifiers.token(6))"
         self.logger = logger
+        self.probe = RedisProbe(redis: redis)
+        self.deadlines = ApprovalDeadlines(store: store, claim: lease, logger: logger)
     }
 
-    /// Executions this worker holds now, waiting for approval or not.
-    public var activeCount: Int { active.withLock { $0.count } }
+    /// The jobs a worker holds.
+    struct Jobs {
+        /// Execution id → the job entry running.
+        var running: [String: String] = [:]
+        /// Execution id → the job entry to run after it.
+        var next: [String: String] = [:]
 
-    /// Executions this worker holds that wait for a human decision.
-    public var waitingCount: Int { waiting.value }
+        var entries: [String] { Array(running.values) + Array(next.values) }
+    }
+
+    /// Executions this worker runs now.
+    public var activeCount: Int { active.withLock { $0.running.count } }
 
     /// Runs until shutdown: reads new jobs, and takes over jobs whose worker died.
     public func run() async throws {
@@ -64,6 +78,7 @@ public final class WorkerService: Service, Sendable {
             try await cancelWhenGracefulShutdown {
                 try await withThrowingDiscardingTaskGroup { group in
                     group.addTask { await self.renewLeases() }
+                    group.addTask { await self.deadlines.run() }
                     await self.readLoop(group: &group)
                     group.cancelAll()
                 }
@@ -93,7 +108,7 @@ public final class WorkerService: Service, Sendable {
         let clock = ContinuousClock()
         var nextReclaim = clock.now
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            let free = concurrency - (activeCount - waiting.value)
+            let free = concurrency - activeCount
             if free <= 0 {
                 try? await Task.sleep(for: .milliseconds(20))
                 continue
@@ -127,15 +142,34 @@ public final class WorkerService: Service, Sendable {
     }
 
     private func start(_ entryID: String, _ executionID: String, group: inout ThrowingDiscardingTaskGroup<any Error>) {
-        let fresh = active.withLock { active in
-            guard active[executionID] == nil else { return false }
-            active[executionID] = entryID
-            return true
+        let fresh = active.withLock { jobs in
+            switch jobs.running[executionID] {
+            case nil:
+                jobs.running[executionID] = entryID
+                return true
+            case entryID:
+                return false
+            default:
+                jobs.next[executionID] = entryID
+                return false
+            }
         }
         guard fresh else { return }
         group.addTask {
-            defer { _ = self.active.withLock { $0.removeValue(forKey: executionID) } }
-            await self.runJob(entryID, executionID)
+            var entryID = entryID
+            while true {
+                await self.runJob(entryID, executionID)
+                let next = self.active.withLock { jobs -> String? in
+                    if let next = jobs.next.removeValue(forKey: executionID) {
+                        jobs.running[executionID] = next
+                        return next
+                    }
+                    jobs.running.removeValue(forKey: executionID)
+                    return nil
+                }
+                guard let next, !Task.isCancelled else { return }
+                entryID = next
+            }
         }
     }
 
@@ -145,7 +179,8 @@ public final class WorkerService: Service, Sendable {
                 try await acknowledge(entryID)
                 return
             }
-            try await run(executionID, fence: claim.fence)
+            try await run(executionID, fence: claim.fence, jobEntryID: entryID)
+            // Done, or parked (the park script took the entry out already: acknowledging it again changes nothing).
             try await acknowledge(entryID)
         } catch is CancellationError {
             // Shutting down: make the job's entry look expired so another worker takes it over now.
@@ -165,17 +200,25 @@ public final class WorkerService: Service, Sendable {
     }
 
     /// Runs the execution, and runs it again (from the log) after Redis trouble, while this worker holds the
-    /// lease: a Redis restart must not fail an execution nor leave it waiting for the lease to expire.
-    private func run(_ executionID: String, fence: Int) async throws {
+    /// lease: a Redis restart must not fail an execution nor leave it waiting for the lease to expire. After an
+    /// outage it goes on as soon as Redis answers again (``RedisProbe``); an error Redis answered with is retried
+    /// with backoff.
+    private func run(_ executionID: String, fence: Int, jobEntryID: String) async throws {
         var delay = Duration.milliseconds(100)
         while true {
             do {
-                try await runner.run(executionID, fence: fence)
+                try await runner.run(executionID, fence: fence, jobEntryID: jobEntryID)
                 return
             } catch let error as RedisError {
-                logger.warning("execution \(executionID): \(error); resuming in \(delay)")
-                try await Task.sleep(for: delay)
-                delay = min(delay * 2, .seconds(5))
+                switch error.code {
+                case .connectionClosed, .unavailable, .timeout:
+                    logger.warning("execution \(executionID): \(error); resuming when Redis answers")
+                    try await probe.waitUntilAnswering()
+                default:
+                    logger.warning("execution \(executionID): \(error); resuming in \(delay)")
+                    try await Task.sleep(for: delay)
+                    delay = min(delay * 2, .seconds(5))
+                }
             }
         }
     }
@@ -189,7 +232,7 @@ public final class WorkerService: Service, Sendable {
             } catch {
                 return  // cancelled: the worker is stopping
             }
-            let entries = active.withLock { Array($0.values) }
+            let entries = active.withLock { $0.entries }
             for start in stride(from: 0, to: entries.count, by: 500) {
                 var arguments: [any RedisArgument] = [store.keys.jobs, store.keys.jobsGroup, consumer, 0]
                 arguments += entries[start..<min(start + 500, entries.count)].map { $0 as any RedisArgument }
@@ -206,14 +249,33 @@ public final class WorkerService: Service, Sendable {
         ])
     }
 
-    /// Takes over up to `limit` jobs idle longer than the lease (their worker died); returns them.
+    /// Takes over up to `limit` jobs idle longer than the lease (their worker died); returns them. One round goes
+    /// through the whole pending list (each `XAUTOCLAIM` looks at most ten entries per job it may claim), from where
+    /// the last round stopped, until it has `limit` jobs or is back at the start.
     func reclaim(limit: Int) async throws -> [(entryID: String, executionID: String)] {
         guard limit > 0 else { return [] }
-        let reply = try await store.redis.send(
-            "XAUTOCLAIM", store.keys.jobs, store.keys.jobsGroup, consumer,
-            Int64(lease.components.seconds * 1000)
-                + Int64(lease.components.attoseconds / 1_000_000_000_000_000), "0-0", "COUNT", limit)
-        return Self.jobs(reply.array.flatMap { $0.count > 1 ? $0[1] : nil } ?? .null)
+        var taken: [(entryID: String, executionID: String)] = []
+        var cursor = reclaimCursor.withLock { $0 }
+        let start = StreamID(cursor) ?? .zero
+        // A round that starts at the beginning ends at the end; one that starts further on wraps around once.
+        var wrapped = start == .zero
+        while taken.count < limit {
+            let reply = try await store.redis.send(
+                "XAUTOCLAIM", store.keys.jobs, store.keys.jobsGroup, consumer, Self.milliseconds(lease), cursor,
+                "COUNT", limit - taken.count)
+            let parts = reply.array ?? []
+            cursor = parts.first?.string ?? "0-0"
+            taken += Self.jobs(parts.count > 1 ? parts[1] : .null)
+            reclaimCursor.withLock { [cursor] in $0 = cursor }
+            let next = StreamID(cursor) ?? .zero
+            if next == .zero {
+                if wrapped { break }
+                wrapped = true
+            } else if wrapped, start != .zero, next >= start {
+                break
+            }
+        }
+        return taken
     }
 
     static func milliseconds(_ duration: Duration) -> Int64 {

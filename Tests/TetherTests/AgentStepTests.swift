@@ -186,4 +186,37 @@ struct AgentStepTests {
                 == "input.x: is not a known property")
         #expect(JSONSchema.problem(["e": "c"], against: ["properties": ["e": ["enum": ["a", "b"]]]]) != nil)
     }
+
+    @Test func aCheckpointHoldsTheWholeState() throws {
+        var events: [(EventType, JSON)] = [
+            Self.started("t1"), Self.text("t1", "Let me check. "),
+            (.toolCallStart, ["turnId": "t1", "toolCallId": "c1", "toolName": "send_email", "index": 0]),
+            (.toolCallDelta, ["turnId": "t1", "toolCallId": "c1", "index": 0, "argumentsDelta": "{}"]),
+            Self.finished(
+                "t1",
+                calls: [
+                    Self.call("c1", "send_email", Self.email), Self.call("c2", "get_weather", ["city": "Oslo"]),
+                    ["toolCallId": "c3", "toolName": "get_time", "inputError": "not JSON"],
+                ]),
+            (.approvalRequest, ["toolCallId": "c1", "expiresAt": "2026-12-02T10:00:00.000Z"]),
+            (.approvalResponse, ["toolCallId": "c1", "approved": false, "reason": "no"]),
+            (.toolDenied, ["toolCallId": "c1", "reason": "no"]),
+            (.toolStarted, ["toolCallId": "c2", "attempt": 1]), (.toolStarted, ["toolCallId": "c2", "attempt": 2]),
+            (.toolOutput, ["toolCallId": "c2", "output": ["forecast": "rain", "none": .null]]),
+            (.toolError, ["toolCallId": "c3", "errorText": "bad"]),
+            Self.started("t2"), (.turnAborted, ["turnId": "t2", "reason": "cut"]), Self.started("t3"),
+            Self.text("t3", "Half"),
+        ]
+        let open = state(events)
+        let encoded = try JSON.parse(open.checkpoint.rendered)
+        #expect(AgentState(checkpoint: encoded) == open)
+        events.append((.turnFinished, ["turnId": "t3", "finishReason": "stop", "toolCalls": []]))
+        events.append((.finish, ["status": "completed"]))
+        let done = state(events)
+        #expect(AgentState(checkpoint: try JSON.parse(done.checkpoint.rendered)) == done)
+        // Another version is not read (the log is folded instead).
+        var future = encoded.objectValue ?? [:]
+        future["version"] = 99
+        #expect(AgentState(checkpoint: .object(future)) == nil)
+    }
 }

@@ -116,7 +116,7 @@ struct HardeningTests {
             store: harness.store, agents: [.demo], providers: ["demo": FailingProvider()],
             logger: Harness.quietLogger("tether.worker"))
         let claim = try #require(try await harness.store.claim(id, owner: "test"))
-        try await runner.run(id, fence: claim.fence)
+        try await runner.run(id, fence: claim.fence, jobEntryID: "0-1")
         let frames = try await readFrames(stream) { _ in false }
         #expect(frames.last?.finishReason == "error")
         let error = try #require(frames.first { $0.typed?["data"]?["type"]?.stringValue == "error" }?.typed?["data"])

@@ -47,10 +47,12 @@ final class Harness: Sendable {
 
     /// A harness (with a worker) whose agent `bot` talks to `model` (an OpenAI fake) and may call `agentTools` of
     /// `tools`; returns it and a key for `bot`.
-    static func startWithBot(model fake: FakeProvider, tools: ToolSources, agentTools: [String]) async throws
-        -> (Harness, String)
-    {
-        let harness = try await start { config in
+    static func startWithBot(
+        model fake: FakeProvider, tools: ToolSources, agentTools: [String], withWorker: Bool = true,
+        leaseSeconds: Double = 30, configure: (inout TetherConfig) -> Void = { _ in }
+    ) async throws -> (Harness, String) {
+        let harness = try await start(withWorker: withWorker, leaseSeconds: leaseSeconds) { config in
+            configure(&config)
             var model = AgentDefinition.Model(provider: .openai, name: "gpt-4.1-mini")
             model.baseURL = fake.baseURL + "/v1"
             model.apiKeyEnvironment = providerKeyVariable

@@ -383,7 +383,7 @@ struct DecisionRaceTests {
         let token = try await harness.makeKey(tenant: "acme", agent: "bot")
         let stream = try await harness.create("Weather, then mail Bob", token: token)
         let claim = try #require(try await store.claim(stream.executionID, owner: "test"))
-        let running = Task { try await runner.run(stream.executionID, fence: claim.fence) }
+        let running = Task { try await runner.run(stream.executionID, fence: claim.fence, jobEntryID: "0-1") }
         _ = try await readFrames(stream) { $0.contains { $0.type == "tool-approval-request" } }
         #expect(
             try await harness.decide(stream.executionID, "call_9fGs2LwQeT6bNz1XyKc4Ju8P", approved: true, token: token)

@@ -199,10 +199,10 @@ public struct ExecutionStore: Sendable {
         ]
         do {
             let reply = try await redis.run(
-                Scripts.decide, keys: [keys.meta(id), keys.events(id), keys.approvals(id)],
+                Scripts.decide, keys: [keys.meta(id), keys.events(id), keys.approvals(id), keys.jobs, keys.deadlines],
                 arguments: [
                     toolCallID, approved ? "true" : "false", decision.rendered, event.rendered, iso, Int64(now),
-                    keys.tail(id), keys.approvalsChannel(id), maxLength,
+                    keys.tail(id), maxLength, id,
                 ])
             return reply.string == "REPEATED" ? .repeated : .recorded
         } catch let error as RedisError where error.code == .serverError {
@@ -226,10 +226,11 @@ public struct ExecutionStore: Sendable {
         let finish: JSON = ["type": .string(EventType.finish.rawValue), "status": "cancelled"]
         do {
             let reply = try await redis.run(
-                Scripts.cancel, keys: [keys.meta(id), keys.events(id), keys.approvals(id)],
+                Scripts.cancel,
+                keys: [keys.meta(id), keys.events(id), keys.approvals(id), keys.deadlines, keys.checkpoint(id)],
                 arguments: [
                     error.rendered, finish.rendered, Identifiers.isoTimestamp(milliseconds: now), Int64(now),
-                    keys.tail(id), keys.control(id), maxLength, retentionSeconds,
+                    keys.tail(id), keys.control(id), maxLength, retentionSeconds, id,
                 ])
             return reply.string == "ALREADY" ? .alreadyCancelled : .cancelled
         } catch let error as RedisError where error.code == .serverError {
@@ -242,13 +243,19 @@ public struct ExecutionStore: Sendable {
     }
 
     /// Appends events for the lease holder `fence` (see ``Scripts/append``). Returns their ids.
+    ///
+    /// With a `checkpoint`, its state is stored as the state through the last new entry, if the log's newest entry
+    /// before the append is still the one the checkpoint names (its `after`).
     @discardableResult
-    public func append(_ id: String, fence: Int, events: [NewEvent]) async throws -> [String] {
+    public func append(_ id: String, fence: Int, events: [NewEvent], checkpoint: Checkpoint? = nil) async throws
+        -> [String]
+    {
         guard !events.isEmpty else { return [] }
         do {
             return try Self.appendedIDs(
-                try await redis.run(Scripts.append, keys: appendKeys(id), arguments: appendArguments(id, fence, events))
-            )
+                try await redis.run(
+                    Scripts.append, keys: appendKeys(id),
+                    arguments: appendArguments(id, fence, events, checkpoint: checkpoint)))
         } catch {
             throw Self.appendError(error)
         }
@@ -271,13 +278,16 @@ public struct ExecutionStore: Sendable {
     }
 
     private func appendKeys(_ id: String) -> [String] {
-        [keys.meta(id), keys.events(id), keys.approvals(id)]
+        [keys.meta(id), keys.events(id), keys.approvals(id), keys.checkpoint(id)]
     }
 
-    private func appendArguments(_ id: String, _ fence: Int, _ events: [NewEvent]) -> [any RedisArgument] {
+    private func appendArguments(
+        _ id: String, _ fence: Int, _ events: [NewEvent], checkpoint: Checkpoint? = nil
+    ) -> [any RedisArgument] {
         let now = Identifiers.nowMilliseconds()
         var arguments: [any RedisArgument] = [
             fence, keys.tail(id), Identifiers.isoTimestamp(milliseconds: now), Int64(now), maxLength, retentionSeconds,
+            checkpoint?.state ?? "", checkpoint?.after ?? "",
         ]
         arguments.reserveCapacity(arguments.count + 5 * events.count)
         for event in events {

@@ -32,6 +32,8 @@ final class TurnRecorder: TurnSink, Sendable {
         var text: String
         /// Entries appended.
         var count: Int
+        /// The id of the last entry appended, if any.
+        var lastID: String?
     }
 
     /// What an appended event adds to the turn's stored output.
@@ -65,6 +67,7 @@ final class TurnRecorder: TurnSink, Sendable {
         var storedText = ""
         var storedCalls: [Call] = []
         var storedCount = 0
+        var lastID: String?
         var finishReason: String?
         var inputTokens: Int?
         var outputTokens: Int?
@@ -185,8 +188,9 @@ final class TurnRecorder: TurnSink, Sendable {
                 let sent = state.queue.removeFirst()
                 if let promise = sent.promise { toComplete.append(promise) }
                 switch result {
-                case .success:
+                case .success(let ids):
                     state.storedCount += sent.events.count
+                    state.lastID = ids.last ?? state.lastID
                     for effect in sent.effects {
                         switch effect {
                         case .text(let text): state.storedText += text
@@ -232,7 +236,8 @@ final class TurnRecorder: TurnSink, Sendable {
         return state.withLock { state in
             Outcome(
                 calls: state.storedCalls, finishReason: state.finishReason, inputTokens: state.inputTokens,
-                outputTokens: state.outputTokens, text: state.storedText, count: state.storedCount)
+                outputTokens: state.outputTokens, text: state.storedText, count: state.storedCount,
+                lastID: state.lastID)
         }
     }
 }
