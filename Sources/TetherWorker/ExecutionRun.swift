@@ -86,7 +86,9 @@ final class ExecutionRun {
     func append(_ events: [NewEvent]) async throws {
         var next = state
         for event in events { next.apply(event.type.rawValue, event.data) }
-        let checkpoint = newest.map { Checkpoint(state: next.checkpoint.rendered, after: $0.description) }
+        // An append that ends the execution needs none: nothing resumes a finished execution.
+        let ends = events.contains { $0.status?.isTerminal == true }
+        let checkpoint = ends ? nil : newest.map { Checkpoint(state: next.checkpoint.rendered, after: $0.description) }
         let ids = try await store.append(executionID, fence: fence, events: events, checkpoint: checkpoint)
         state = next
         appended.formUnion(ids)

@@ -62,7 +62,7 @@ struct StreamBench: AsyncParsableCommand {
                 if let kib = residentKiB() { peakMemory.withLock { $0 = max($0, kib) } }
             }
         }
-        let cpuBefore = [gatewayPid, workerPid, redisPid, Int(getpid())].map { $0.flatMap(cpuSeconds) }
+        let cpuBefore = [gatewayPid, workerPid, redisPid, Int(getpid())].map { $0.flatMap(ProcessStats.cpuSeconds) }
         let clock = ContinuousClock()
         let start = clock.now
         let results = try await withThrowingTaskGroup(of: StreamResult.self) { group in
@@ -127,7 +127,7 @@ struct StreamBench: AsyncParsableCommand {
             }
         }
         print("  gateway Redis connections: \(before) idle, \(peakConnections.withLock { $0 }) at most during the run")
-        let cpuAfter = [gatewayPid, workerPid, redisPid, Int(getpid())].map { $0.flatMap(cpuSeconds) }
+        let cpuAfter = [gatewayPid, workerPid, redisPid, Int(getpid())].map { $0.flatMap(ProcessStats.cpuSeconds) }
         for (index, name) in ["gateway", "worker", "redis-server", "clients (this benchmark)"].enumerated() {
             guard let before = cpuBefore[index], let after = cpuAfter[index] else { continue }
             let used = after - before
@@ -168,25 +168,7 @@ struct StreamBench: AsyncParsableCommand {
         return list.split(separator: "\n").filter { $0.contains(" name=\(gatewayClientName) ") }.count
     }
 
-    /// User plus system CPU time of a process, in seconds (`/proc/<pid>/stat`).
-    private func cpuSeconds(_ pid: Int) -> Double? {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let close = stat.lastIndex(of: ")")
-        else { return nil }
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        // After the command: state is field 3, utime 14 and stime 15 (1-based over the whole line).
-        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
-        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
-    }
-
-    private func residentKiB() -> Int? {
-        guard let pid = gatewayPid, let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
-        else { return nil }
-        for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
-            return Int(line.split(separator: " ").dropFirst().first ?? "")
-        }
-        return nil
-    }
+    private func residentKiB() -> Int? { gatewayPid.flatMap(ProcessStats.residentKiB) }
 
     private func percentile(_ sorted: [Double], _ p: Double) -> Double {
         guard !sorted.isEmpty else { return .nan }

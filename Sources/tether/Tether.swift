@@ -220,6 +220,6 @@ struct KeysCommand: AsyncParsableCommand {
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks against a real Redis server.",
-        subcommands: [RedisBench.self, StreamBench.self]
+        subcommands: [RedisBench.self, StreamBench.self, WaitingBench.self]
     )
 }
