@@ -23,6 +23,8 @@ ensure_packages() {
 
 # The Debian packages Tether builds, tests and runs with.
 TETHER_PACKAGES=(libhiredis-dev libssl-dev redis-server redis-tools)
+# And those only the tests need: nginx in front of several gateways (config/nginx.conf; scripts/chaos too).
+TETHER_TEST_PACKAGES=(nginx)
 
 # free_port: prints a TCP port nobody listens on at 127.0.0.1.
 free_port() {
