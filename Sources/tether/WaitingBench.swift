@@ -71,7 +71,7 @@ struct WaitingBench: AsyncParsableCommand {
         print(
             String(
                 format:
-                    "Redis memory: %.1f MiB more, %.0f bytes per waiting execution (meta, events, approvals, checkpoint, deadline)",
+                    "Redis memory: %.1f MiB more, %.0f bytes per waiting execution (record, events, approvals, checkpoint, conversation, deadline)",
                 Double(memoryAfter - memoryBefore) / 1_048_576, Double(memoryAfter - memoryBefore) / Double(executions))
         )
         print("jobs pending in the consumer group: \(pending)")
