@@ -71,7 +71,7 @@ public enum Scripts {
     /// retentionSeconds, checkpoint state ('' for none), the id the worker holds for the newest entry, then per event:
     /// type, data, status ('' for none), approvalsField ('' for none), approvalsValue.
     /// Checks the fence (`FENCED` when another worker took over) and that the execution has not finished
-    /// (`FINISHED`). Moves the status with the event that causes it; an `error` event also sets the record's
+    /// (`FINISHED`); each entry carries the fence it was appended under. Moves the status with the event that causes it; an `error` event also sets the record's
     /// `error`; a terminal status drops the forwarded headers (they may hold credentials, and no step needs them
     /// any more) and the checkpoint, and starts the retention clock on every key. With a checkpoint state, stores it
     /// as the state through the last new entry, but only if the newest entry before this append is the one the
@@ -88,7 +88,7 @@ public enum Scripts {
         local fields = {'updatedAt', ARGV[3]}
         local announcement = {m[3] or '0-0'}
         for i = 9, #ARGV, 5 do
-            local entry = {'type', ARGV[i], 'data', ARGV[i + 1], 'ts', ARGV[4]}
+            local entry = {'type', ARGV[i], 'data', ARGV[i + 1], 'ts', ARGV[4], 'fence', ARGV[1]}
             if ARGV[i + 2] ~= '' then
                 status = ARGV[i + 2]
                 entry[#entry + 1] = 'status'

@@ -89,6 +89,12 @@ struct ProcessTests {
         let ids = frames.compactMap { $0.event.id }
         #expect(Set(ids).count == ids.count)
         #expect(try #require(try await harness.store.record(stream.executionID)).fence == 2)
+        // Each worker entry names the fence it was appended under: the first worker's, then only the second's.
+        let entries = ExecutionStore.parseEntriesRaw(
+            try await harness.redis.send("XRANGE", harness.store.keys.events(stream.executionID), "-", "+"))
+        let fences = entries.compactMap { $0.fields["fence"] }
+        #expect(entries.first?.fields["fence"] == nil, "execution-started is the gateway's")
+        #expect(fences.first == "1" && fences.last == "2" && fences == fences.sorted(), "\(fences)")
         let pending = try await harness.redis.send("XPENDING", harness.store.keys.jobs, "workers").requireArray()
         #expect(pending.first?.int == 0)
     }
