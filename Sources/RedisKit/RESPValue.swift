@@ -68,7 +68,7 @@ extension RESPValue {
     /// Returns the value itself, or throws it as a ``RedisError`` when it is an ``error(_:)`` value.
     @discardableResult
     public func throwIfError() throws(RedisError) -> RESPValue {
-        if case .error(let message) = self { throw RedisError(.serverError, message) }
+        if case .error(let message) = self { throw RedisError(reply: message) }
         return self
     }
 

@@ -163,7 +163,7 @@ public final class RedisClient: Sendable {
             self.pool.releaseShared(connection)
             switch result {
             case .success(.error(let message)):
-                let error = RedisError(.serverError, message)
+                let error = RedisError(reply: message)
                 if script != nil, error.serverErrorPrefix == "NOSCRIPT" {
                     promise.completeWith(self.sendInTask(command, script: script))
                 } else {

@@ -88,9 +88,12 @@ public final class RedisConnection: Sendable {
         commands.append(RedisCommand("PING"))
         let replies = try await send(batch: commands, timeout: configuration.connectTimeout)
         for (command, reply) in zip(commands, replies) {
-            if let message = reply.errorMessage {
-                throw RedisError(.authenticationFailed, "\(command.name) failed: \(message)")
-            }
+            guard let message = reply.errorMessage else { continue }
+            // A server still loading its data refuses even PING: that is an outage (retried after a backoff), not
+            // refused credentials.
+            let error = RedisError(reply: message)
+            if error.code == .unavailable { throw error }
+            throw RedisError(.authenticationFailed, "\(command.name) failed: \(message)")
         }
     }
 
@@ -177,7 +180,7 @@ public final class RedisConnection: Sendable {
         } catch {
             throw Self.redisError(error)
         }
-        if case .error(let message) = reply { throw RedisError(.serverError, message) }
+        if case .error(let message) = reply { throw RedisError(reply: message) }
         return reply
     }
 

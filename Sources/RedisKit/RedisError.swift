@@ -50,6 +50,19 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
         self.commandMayHaveRun = commandMayHaveRun
     }
 
+    /// The error for an error reply: ``Code/serverError`` with Redis's text, except for the replies of a server that
+    /// cannot serve anyone for a while (`LOADING` its data after a restart, `BUSY` running a script, `MASTERDOWN`
+    /// a replica without its primary), which are ``Code/unavailable``: the command did not run, and retrying shortly
+    /// will do.
+    public init(reply message: String) {
+        let prefix = message.split(separator: " ", maxSplits: 1).first ?? ""
+        if ["LOADING", "BUSY", "MASTERDOWN"].contains(prefix) {
+            self.init(.unavailable, "Redis is not serving yet: \(message)", commandMayHaveRun: false)
+        } else {
+            self.init(.serverError, message)
+        }
+    }
+
     /// The first word of a server error (`WRONGTYPE`, `NOSCRIPT`, `ERR`...), or `nil` for other codes.
     public var serverErrorPrefix: Substring? {
         guard code == .serverError else { return nil }

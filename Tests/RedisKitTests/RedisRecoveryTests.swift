@@ -71,6 +71,32 @@ struct RedisRecoveryTests {
         #expect(await iterator.next()?.string == "back")
     }
 
+    @Test func aServerStillLoadingItsDataIsUnavailableNotRefusedCredentials() async throws {
+        // A pause per key while loading, and clients served between every KiB loaded: the load takes long enough
+        // to be seen, and Redis answers LOADING meanwhile (even to the handshake's PING).
+        let server = try RedisServer(arguments: [
+            "--key-load-delay", "50", "--loading-process-events-interval-bytes", "1024",
+        ])
+        var configuration = try RedisConfiguration(url: server.url)
+        configuration.reconnectBackoffMax = .milliseconds(100)
+        let client = RedisClient(configuration: configuration)
+        defer { client.shutdown() }
+        _ = try await client.send(batch: (0..<20_000).map { RedisCommand("SET", "k\($0)", "v") })
+        try await client.send("SAVE")
+        server.stop()
+        try server.start()
+
+        await #expect {
+            try await client.send("GET", "k1")
+        } throws: { error in
+            guard let error = error as? RedisError else { return false }
+            return error.code == .unavailable && error.message.contains("LOADING")
+        }
+        // Once the data is in, the client connects by itself.
+        #expect(try await eventually(30) { (try? await client.send("GET", "k1").string) == "v" })
+        #expect(try await client.send("DBSIZE").int == 20_000)
+    }
+
     @Test func wrongPasswordIsAnAuthenticationError() async throws {
         let server = try RedisServer(arguments: ["--requirepass", "right"])
         let wrong = RedisClient(configuration: try RedisConfiguration(url: "redis://:wrong@127.0.0.1:\(server.port)"))
