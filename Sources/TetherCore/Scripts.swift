@@ -76,7 +76,8 @@ public enum Scripts {
     /// any more) and the checkpoint, and starts the retention clock on every key. With a checkpoint state, stores it
     /// as the state through the last new entry, but only if the newest entry before this append is the one the
     /// worker holds (nobody else appended in between, so the state is exactly what the log says up to there).
-    /// Announces the new entries on the tail channel (see ``TailAnnouncement``). Returns the new ids.
+    /// Announces the new entries on the tail channel (see ``TailAnnouncement``). Returns the newest entry's id before
+    /// the append (the meta's `lastEventId`, or '' for none), then the new ids.
     public static let append = withPrelude(
         """
         local m = redis.call('HMGET', KEYS[1], 'fence', 'status', 'lastEventId')
@@ -122,6 +123,7 @@ public enum Scripts {
             redis.call('HSET', KEYS[4], 'state', ARGV[7], 'through', ids[#ids])
         end
         redis.call('PUBLISH', ARGV[2], table.concat(announcement, string.char(30)))
+        table.insert(ids, 1, m[3] or '')
         return ids
         """)
 

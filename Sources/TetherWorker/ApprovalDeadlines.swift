@@ -38,7 +38,17 @@ struct ApprovalDeadlines: Sendable {
         var claimed = 0
         while true {
             let due = try await store.claimDeadlines(now: now, limit: Self.batch, claimEnd: claimEnd)
-            for id in due { try await expire(id, now: now, claimEnd: claimEnd) }
+            // One that fails (a stale decision, Redis trouble) comes due again when its claim runs out; the rest of
+            // the batch goes on.
+            for id in due {
+                do {
+                    try await expire(id, now: now, claimEnd: claimEnd)
+                } catch is CancellationError {
+                    throw CancellationError()
+                } catch {
+                    logger.warning("execution \(id): expiring its approvals failed: \(error); retried after the claim")
+                }
+            }
             claimed += due.count
             if due.count < Self.batch { return claimed }
         }

@@ -9,8 +9,11 @@ import TetherCore
 /// in), so an entry appended in between is never missed.
 ///
 /// Every append of a step (not a turn's streamed output) carries the state it leaves as a checkpoint, which the
-/// append script stores only when nobody else appended since the newest entry this run knows of: a run resumed from
-/// the checkpoint and the entries after it never needs the entries the stream's trimming dropped.
+/// append script stores only when the log's newest entry is still ``folded``, the newest entry through which this
+/// run's state holds every entry of the log: a run resumed from the checkpoint and the entries after it never needs
+/// the entries the stream's trimming dropped. When an append finds that someone else appended since (the script
+/// returns the newest entry before it), the run reads the log on at once, so that the next checkpoint holds that
+/// entry too; a checkpoint never skips an entry that sits before it.
 final class ExecutionRun {
     let store: ExecutionStore
     let executionID: String
@@ -18,8 +21,9 @@ final class ExecutionRun {
     private(set) var state = AgentState()
     /// The newest entry read from the log.
     private var lastRead: StreamID?
-    /// The newest entry this run knows of: read, appended by it, or by its turns' recorders.
-    private var newest: StreamID?
+    /// The newest entry through which the state holds every entry of the log (nothing appended by others before it
+    /// is unread).
+    private var folded: StreamID?
     /// Entries this runner appended and folded in, not yet passed by a read.
     private var appended: Set<String> = []
     /// Turns whose streamed output (text deltas, tool-call starts and fragments) a recorder stored and this runner
@@ -55,7 +59,7 @@ final class ExecutionRun {
         {
             state = restored
             lastRead = through
-            newest = through
+            folded = through
         }
         try await readNew()
     }
@@ -65,14 +69,15 @@ final class ExecutionRun {
         while true {
             let events = try await store.events(executionID, after: lastRead, count: 1000)
             for event in events { read(event) }
-            if events.count < 1000 { return }
+            if events.count < 1000 { break }
         }
+        // Read through the tail: every entry up to it is in the state (this run's own ones were already).
+        if let lastRead, folded.map({ lastRead > $0 }) ?? true { folded = lastRead }
     }
 
     private func read(_ event: StoredEvent) {
         if let position = event.position, let last = lastRead, position <= last { return }
         lastRead = event.position ?? lastRead
-        noteNewest(event.position)
         if appended.remove(event.id) != nil { return }
         if Self.turnOutput.contains(event.type), let turn = JSON.rawMember("turnId", in: event.data),
             recordedTurns.contains(String(turn.dropFirst().dropLast()))
@@ -88,11 +93,17 @@ final class ExecutionRun {
         for event in events { next.apply(event.type.rawValue, event.data) }
         // An append that ends the execution needs none: nothing resumes a finished execution.
         let ends = events.contains { $0.status?.isTerminal == true }
-        let checkpoint = ends ? nil : newest.map { Checkpoint(state: next.checkpoint.rendered, after: $0.description) }
-        let ids = try await store.append(executionID, fence: fence, events: events, checkpoint: checkpoint)
+        let checkpoint = ends ? nil : folded.map { Checkpoint(state: next.checkpoint.rendered, after: $0.description) }
+        let written = try await store.append(executionID, fence: fence, events: events, checkpoint: checkpoint)
         state = next
-        appended.formUnion(ids)
-        noteNewest(ids.last.flatMap { StreamID($0) })
+        appended.formUnion(written.ids)
+        guard !ends else { return }
+        if written.previous == folded?.description {
+            folded = written.ids.last.flatMap { StreamID($0) } ?? folded
+        } else {
+            // Someone appended since the newest entry folded in: read it now, before the next checkpoint.
+            try await readNew()
+        }
     }
 
     /// Folds in the output a ``TurnRecorder`` already stored for `turnID`.
@@ -100,12 +111,12 @@ final class ExecutionRun {
         state.recordOutput(
             turnID: turnID, text: outcome.text, calls: outcome.calls.map { ($0.id, $0.name, $0.arguments) })
         recordedTurns.insert(turnID)
-        noteNewest(outcome.lastID.flatMap { StreamID($0) })
-    }
-
-    private func noteNewest(_ id: StreamID?) {
-        guard let id else { return }
-        if newest.map({ id > $0 }) ?? true { newest = id }
+        // With nothing else among the turn's entries, the state now holds the log through its last one; otherwise
+        // ``folded`` stays, the next append finds the log moved on, and the run reads on.
+        if outcome.unbroken, outcome.precededBy == folded?.description, let last = outcome.lastID.flatMap(StreamID.init)
+        {
+            folded = last
+        }
     }
 
     /// Ends the execution as failed: an `error` event with a stable code and a message for people, then `finish`.

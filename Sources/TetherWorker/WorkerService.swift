@@ -59,10 +59,11 @@ public final class WorkerService: Service, Sendable {
     struct Jobs {
         /// Execution id → the job entry running.
         var running: [String: String] = [:]
-        /// Execution id → the job entry to run after it.
-        var next: [String: String] = [:]
+        /// Execution id → the job entries to run after it, in the order they came (each run then acknowledges its
+        /// own; a run with nothing left to do ends at once).
+        var next: [String: [String]] = [:]
 
-        var entries: [String] { Array(running.values) + Array(next.values) }
+        var entries: [String] { Array(running.values) + next.values.flatMap { $0 } }
     }
 
     /// Executions this worker runs now.
@@ -150,7 +151,9 @@ public final class WorkerService: Service, Sendable {
             case entryID:
                 return false
             default:
-                jobs.next[executionID] = entryID
+                if jobs.next[executionID]?.contains(entryID) != true {
+                    jobs.next[executionID, default: []].append(entryID)
+                }
                 return false
             }
         }
@@ -159,18 +162,37 @@ public final class WorkerService: Service, Sendable {
             var entryID = entryID
             while true {
                 await self.runJob(entryID, executionID)
-                let next = self.active.withLock { jobs -> String? in
-                    if let next = jobs.next.removeValue(forKey: executionID) {
-                        jobs.running[executionID] = next
-                        return next
+                let cancelled = Task.isCancelled
+                let next = self.active.withLock { jobs -> [String] in
+                    var queued = jobs.next.removeValue(forKey: executionID) ?? []
+                    guard !cancelled, !queued.isEmpty else {
+                        jobs.running.removeValue(forKey: executionID)
+                        return queued
                     }
-                    jobs.running.removeValue(forKey: executionID)
-                    return nil
+                    let first = queued.removeFirst()
+                    jobs.running[executionID] = first
+                    if !queued.isEmpty { jobs.next[executionID] = queued }
+                    return [first]
                 }
-                guard let next, !Task.isCancelled else { return }
-                entryID = next
+                if cancelled {
+                    // Stopping: the entries still queued are handed back like the running one (see runJob).
+                    for entry in next { await self.handBack(entry, executionID) }
+                    return
+                }
+                guard let first = next.first else { return }
+                entryID = first
             }
         }
+    }
+
+    /// Makes a job's entry look expired, so that another worker takes it over now rather than after the lease.
+    private func handBack(_ entryID: String, _ executionID: String) async {
+        logger.info("handing \(executionID) back for another worker to resume")
+        let command = RedisCommand(
+            "XCLAIM", store.keys.jobs, store.keys.jobsGroup, consumer, 0, entryID, "IDLE", Self.milliseconds(lease),
+            "JUSTID")
+        // In a task of its own: the caller is cancelled, and the pool refuses to queue cancelled callers.
+        _ = await Task { [redis = store.redis] in try? await redis.send(command) }.value
     }
 
     private func runJob(_ entryID: String, _ executionID: String) async {
@@ -183,13 +205,7 @@ public final class WorkerService: Service, Sendable {
             // Done, or parked (the park script took the entry out already: acknowledging it again changes nothing).
             try await acknowledge(entryID)
         } catch is CancellationError {
-            // Shutting down: make the job's entry look expired so another worker takes it over now.
-            logger.info("handing \(executionID) back for another worker to resume")
-            // In a task of its own: this one is cancelled, and the pool refuses to queue cancelled callers.
-            let handBack = RedisCommand(
-                "XCLAIM", store.keys.jobs, store.keys.jobsGroup, consumer, 0, entryID, "IDLE", Self.milliseconds(lease),
-                "JUSTID")
-            _ = await Task { [redis = store.redis] in try? await redis.send(handBack) }.value
+            await handBack(entryID, executionID)
         } catch AppendError.fenced {
             logger.warning("lost the lease of \(executionID) to another worker")
         } catch AppendError.finished, AppendError.notFound {
@@ -203,6 +219,10 @@ public final class WorkerService: Service, Sendable {
     /// lease: a Redis restart must not fail an execution nor leave it waiting for the lease to expire. After an
     /// outage it goes on as soon as Redis answers again (``RedisProbe``); an error Redis answered with is retried
     /// with backoff.
+    ///
+    /// It runs again only while this worker still holds the job's entry: a command whose reply was lost may have
+    /// run, and a park that ran took the entry out (the execution is parked, and the decision queues a new job that
+    /// any worker may take), so running on then would drive the execution beside its next owner.
     private func run(_ executionID: String, fence: Int, jobEntryID: String) async throws {
         var delay = Duration.milliseconds(100)
         while true {
@@ -219,8 +239,27 @@ public final class WorkerService: Service, Sendable {
                     try await Task.sleep(for: delay)
                     delay = min(delay * 2, .seconds(5))
                 }
+                while true {
+                    do {
+                        guard try await holds(jobEntryID) else {
+                            logger.info("execution \(executionID): its job was parked or handed on meanwhile")
+                            return
+                        }
+                        break
+                    } catch let error as RedisError {
+                        logger.warning("execution \(executionID): \(error); resuming when Redis answers")
+                        try await probe.waitUntilAnswering()
+                    }
+                }
             }
         }
+    }
+
+    /// Whether the job's entry is still pending for this worker.
+    private func holds(_ entryID: String) async throws -> Bool {
+        let reply = try await store.redis.send(
+            "XPENDING", store.keys.jobs, store.keys.jobsGroup, entryID, entryID, 1, consumer)
+        return !(reply.array ?? []).isEmpty
     }
 
     /// Renews the leases of every job held, every third of the lease, until cancelled; a renewal that fails (Redis

@@ -15,7 +15,7 @@ struct TailingTests {
         stream.close()
         let subscription = try await harness.redis.subscriber.subscribe(harness.store.keys.tail(id))
         let claim = try #require(try await harness.store.claim(id, owner: "test"))
-        let ids = try await harness.store.append(
+        let written = try await harness.store.append(
             id, fence: claim.fence,
             events: [NewEvent(.text, ["text": "a\u{1f}b\n"]), NewEvent(.text, ["text": "c"], status: .running)])
         var iterator = subscription.makeAsyncIterator()
@@ -24,7 +24,8 @@ struct TailingTests {
         let stored = try await harness.store.allEvents(id)
         #expect(announcement.previousID == StreamID(stored[0].id))
         #expect(announcement.events == Array(stored[1...]))
-        #expect(announcement.events.map(\.id) == ids)
+        #expect(announcement.events.map(\.id) == written.ids)
+        #expect(written.previous == stored[0].id)
         #expect(announcement.events.last?.status == "running")
     }
 
@@ -76,7 +77,8 @@ struct TailingTests {
         var ids: [String] = []
         for i in 0..<3 {
             ids += try await harness.store.append(
-                id, fence: claim.fence, events: [NewEvent(.text, ["text": .string("\(i)")])])
+                id, fence: claim.fence, events: [NewEvent(.text, ["text": .string("\(i)")])]
+            ).ids
         }
         try await Task.sleep(for: .milliseconds(200))
         var iterator = feed.signals.makeAsyncIterator()

@@ -242,15 +242,30 @@ public struct ExecutionStore: Sendable {
         }
     }
 
-    /// Appends events for the lease holder `fence` (see ``Scripts/append``). Returns their ids.
+    /// What an append wrote, and what came before it.
+    public struct Appended: Sendable, Equatable {
+        /// The newest entry's id before the append ('' for none): when it is not the newest the caller knew of,
+        /// someone else (a decision, a cancel) appended in between.
+        public var previous: String
+        /// The new entries' ids.
+        public var ids: [String]
+
+        /// What an append returned.
+        public init(previous: String, ids: [String]) {
+            self.previous = previous
+            self.ids = ids
+        }
+    }
+
+    /// Appends events for the lease holder `fence` (see ``Scripts/append``).
     ///
     /// With a `checkpoint`, its state is stored as the state through the last new entry, if the log's newest entry
     /// before the append is still the one the checkpoint names (its `after`).
     @discardableResult
     public func append(_ id: String, fence: Int, events: [NewEvent], checkpoint: Checkpoint? = nil) async throws
-        -> [String]
+        -> Appended
     {
-        guard !events.isEmpty else { return [] }
+        guard !events.isEmpty else { return Appended(previous: "", ids: []) }
         do {
             return try Self.appendedIDs(
                 try await redis.run(
@@ -261,12 +276,15 @@ public struct ExecutionStore: Sendable {
         }
     }
 
-    /// ``append(_:fence:events:)`` without suspending the caller, for code driven by event-loop callbacks (see
-    /// ``RedisClient/submit(_:)``): the future completes with the new ids or the same errors.
-    public func submitAppend(_ id: String, fence: Int, events: [NewEvent]) -> EventLoopFuture<[String]> {
-        guard !events.isEmpty else { return redis.configuration.eventLoopGroup.any().makeSucceededFuture([]) }
+    /// ``append(_:fence:events:checkpoint:)`` without a checkpoint and without suspending the caller, for code driven
+    /// by event-loop callbacks (see ``RedisClient/submit(_:)``): the future completes with what was appended or the
+    /// same errors.
+    public func submitAppend(_ id: String, fence: Int, events: [NewEvent]) -> EventLoopFuture<Appended> {
+        guard !events.isEmpty else {
+            return redis.configuration.eventLoopGroup.any().makeSucceededFuture(Appended(previous: "", ids: []))
+        }
         let reply = redis.submit(Scripts.append, keys: appendKeys(id), arguments: appendArguments(id, fence, events))
-        let promise = reply.eventLoop.makePromise(of: [String].self)
+        let promise = reply.eventLoop.makePromise(of: Appended.self)
         reply.whenComplete { result in
             do {
                 promise.succeed(try Self.appendedIDs(result.get()))
@@ -300,8 +318,10 @@ public struct ExecutionStore: Sendable {
         return arguments
     }
 
-    private static func appendedIDs(_ reply: RESPValue) throws -> [String] {
-        try reply.requireArray().map { try $0.requireString() }
+    private static func appendedIDs(_ reply: RESPValue) throws -> Appended {
+        let values = try reply.requireArray().map { try $0.requireString() }
+        guard let previous = values.first else { throw RedisError(.unexpectedReply, "append returned nothing") }
+        return Appended(previous: previous, ids: Array(values.dropFirst()))
     }
 
     /// The script's error replies as ``AppendError``s; other errors unchanged.

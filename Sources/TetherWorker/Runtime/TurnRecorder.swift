@@ -34,6 +34,11 @@ final class TurnRecorder: TurnSink, Sendable {
         var count: Int
         /// The id of the last entry appended, if any.
         var lastID: String?
+        /// The newest entry before the turn's first append, and whether each later append followed the one before
+        /// it with nothing in between: together, whether the turn's entries sit in the log with no other entry
+        /// among them.
+        var precededBy: String?
+        var unbroken = true
     }
 
     /// What an appended event adds to the turn's stored output.
@@ -68,6 +73,8 @@ final class TurnRecorder: TurnSink, Sendable {
         var storedCalls: [Call] = []
         var storedCount = 0
         var lastID: String?
+        var precededBy: String?
+        var unbroken = true
         var finishReason: String?
         var inputTokens: Int?
         var outputTokens: Int?
@@ -178,7 +185,7 @@ final class TurnRecorder: TurnSink, Sendable {
     }
 
     @discardableResult
-    private func send(_ events: [NewEvent]) -> EventLoopFuture<[String]> {
+    private func send(_ events: [NewEvent]) -> EventLoopFuture<ExecutionStore.Appended> {
         let appended = store.submitAppend(executionID, fence: fence, events: events)
         appended.whenComplete { result in
             var toComplete: [EventLoopPromise<Void>] = []
@@ -188,9 +195,14 @@ final class TurnRecorder: TurnSink, Sendable {
                 let sent = state.queue.removeFirst()
                 if let promise = sent.promise { toComplete.append(promise) }
                 switch result {
-                case .success(let ids):
+                case .success(let appended):
+                    if let last = state.lastID {
+                        if appended.previous != last { state.unbroken = false }
+                    } else {
+                        state.precededBy = appended.previous
+                    }
                     state.storedCount += sent.events.count
-                    state.lastID = ids.last ?? state.lastID
+                    state.lastID = appended.ids.last ?? state.lastID
                     for effect in sent.effects {
                         switch effect {
                         case .text(let text): state.storedText += text
@@ -237,7 +249,7 @@ final class TurnRecorder: TurnSink, Sendable {
             Outcome(
                 calls: state.storedCalls, finishReason: state.finishReason, inputTokens: state.inputTokens,
                 outputTokens: state.outputTokens, text: state.storedText, count: state.storedCount,
-                lastID: state.lastID)
+                lastID: state.lastID, precededBy: state.precededBy, unbroken: state.unbroken)
         }
     }
 }
