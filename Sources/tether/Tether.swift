@@ -38,7 +38,9 @@ struct Tether: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tether",
         abstract: "Durable AI agent executions streamed over server-sent events, with Redis as the source of truth.",
-        subcommands: [Serve.self, GatewayCommand.self, WorkerCommand.self, KeysCommand.self, Bench.self]
+        subcommands: [
+            Serve.self, GatewayCommand.self, WorkerCommand.self, KeysCommand.self, InspectCommand.self, Bench.self,
+        ]
     )
 }
 
