@@ -1064,6 +1064,11 @@ agents:
             print("chaos: %s is not an executable; build tether first (or pass --tether PATH)" % self.tether,
                   file=sys.stderr)
             return 2
+        # A copy of its own: a rebuild of the original during the run must not stop restarted processes from
+        # starting ("Text file busy") or swap the code under test.
+        copy = os.path.join(self.tmp, "tether")
+        shutil.copy2(self.tether, copy)
+        self.tether = copy
         self.start_redis()
         self.model_port = free_port(self.ports)
         self.model.start(self.model_port)
