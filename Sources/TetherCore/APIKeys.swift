@@ -105,7 +105,7 @@ public struct APIKeys: Sendable {
     }
 
     /// The id secret, made (32 random bytes, `SET NX`, so concurrent callers agree) when there is none.
-    func ensureIDSecret() async throws -> [UInt8] {
+    public func ensureIDSecret() async throws -> [UInt8] {
         if let secret = try await idSecret() { return secret }
         try await redis.send("SET", keys.apiKeyIDSecret, Digest.hex(Identifiers.randomBytes(32)), "NX")
         guard let secret = try await idSecret() else { throw APIKeyError(message: "the id secret could not be stored") }
@@ -165,7 +165,14 @@ public struct APIKeys: Sendable {
 
     /// Checks a token against a looked-up key: the right secret and not revoked.
     public static func verify(secret: String, against key: APIKeyInfo) -> Principal? {
-        guard key.revokedAt == nil, constantTimeEqual(digest(secret), key.secretSha256) else { return nil }
+        guard constantTimeEqual(digest(secret), key.secretSha256) else { return nil }
+        return principal(of: key)
+    }
+
+    /// Who a looked-up key acts as, unless it is revoked (for a credential that stands for the key, such as a
+    /// stream token, whose secret was checked when it was made).
+    public static func principal(of key: APIKeyInfo) -> Principal? {
+        guard key.revokedAt == nil else { return nil }
         return Principal(keyId: key.id, tenant: key.tenant, agent: key.agent)
     }
 

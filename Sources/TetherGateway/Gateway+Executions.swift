@@ -175,6 +175,23 @@ extension Gateway {
     // MARK: - Helpers
 
     /// The execution of the path, when the principal may see it; `404` otherwise (never `403`: no existence leak).
+    /// A stream token for the execution and the calling key, for a browser's `EventSource` (`?token=` on its
+    /// stream; see ``StreamTokens``).
+    func streamToken(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
+        let record = try await ownedRecord(context)
+        let principal = try context.requirePrincipal()
+        let expiresAt = Identifiers.nowMilliseconds() + StreamTokens.lifetimeMilliseconds
+        let token = StreamTokens.make(
+            executionID: record.id, keyID: principal.keyId, expiresAt: expiresAt,
+            key: try await authenticator.streamTokenKey())
+        let body: JSON = [
+            "token": .string(token), "expiresAt": .string(Identifiers.isoTimestamp(milliseconds: expiresAt)),
+        ]
+        return Response(
+            status: .ok, headers: [.contentType: "application/json", .cacheControl: "no-store"],
+            body: .init(byteBuffer: ByteBuffer(string: body.rendered)))
+    }
+
     private func ownedRecord(_ context: GatewayRequestContext) async throws -> ExecutionRecord {
         let principal = try context.requirePrincipal()
         let id = try Self.pathParameter("executionId", context)

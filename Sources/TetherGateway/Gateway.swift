@@ -37,9 +37,9 @@ public final class Gateway: Sendable {
     /// Every route, once: registered by ``makeRouter()`` and listed in `Allow` by the 405 answers.
     var routes: [Route] {
         [
-            Route(.get, "healthz", authenticated: false) { _, _ in Self.json(.ok, "{\"status\":\"ok\"}") },
-            Route(.get, "readyz", authenticated: false) { _, context in try await self.ready(context) },
-            Route(.get, "run/api/openapi.json", authenticated: false) { _, _ in Self.openAPIResponse },
+            Route(.get, "healthz", access: .open) { _, _ in Self.json(.ok, "{\"status\":\"ok\"}") },
+            Route(.get, "readyz", access: .open) { _, context in try await self.ready(context) },
+            Route(.get, "run/api/openapi.json", access: .open) { _, _ in Self.openAPIResponse },
             Route(.post, "run/api/executions") { request, context in try await self.create(request, context) },
             Route(.get, "run/api/executions/:executionId") { request, context in
                 try await self.status(request, context)
@@ -50,8 +50,11 @@ public final class Gateway: Sendable {
             Route(.post, "run/api/executions/:executionId/cancel") { request, context in
                 try await self.cancel(request, context)
             },
-            Route(.get, "run/api/executions/:executionId/stream") { request, context in
+            Route(.get, "run/api/executions/:executionId/stream", access: .keyOrStreamToken) { request, context in
                 try await self.reconnect(request, context)
+            },
+            Route(.post, "run/api/executions/:executionId/stream-token") { request, context in
+                try await self.streamToken(request, context)
             },
         ]
     }
@@ -65,12 +68,14 @@ public final class Gateway: Sendable {
         // after it.
         router.add(middleware: CORSMiddleware(allowedOrigins: config.http.corsAllowedOrigins))
         router.add(middleware: ErrorMiddleware(routes: RouteTable(routes)))
-        let authenticated = router.group().add(middleware: AuthenticationMiddleware(authenticator: authenticator))
+        let withKey = router.group().add(middleware: AuthenticationMiddleware(authenticator: authenticator))
+        let withKeyOrToken = router.group().add(
+            middleware: AuthenticationMiddleware(authenticator: authenticator, acceptsStreamToken: true))
         for route in routes {
-            if route.authenticated {
-                authenticated.on(RouterPath(route.path), method: route.method, use: route.handler)
-            } else {
-                router.on(RouterPath(route.path), method: route.method, use: route.handler)
+            switch route.access {
+            case .open: router.on(RouterPath(route.path), method: route.method, use: route.handler)
+            case .key: withKey.on(RouterPath(route.path), method: route.method, use: route.handler)
+            case .keyOrStreamToken: withKeyOrToken.on(RouterPath(route.path), method: route.method, use: route.handler)
             }
         }
         return router

@@ -4,18 +4,28 @@ import Hummingbird
 /// its handler. The gateway's list of routes both registers them and answers `405` with `Allow` for a known path
 /// asked with another method.
 struct Route: Sendable {
+    /// Who may call a route.
+    enum Access: Sendable {
+        /// Anyone.
+        case open
+        /// A request with an API key.
+        case key
+        /// A request with an API key, or a stream token for the execution in its path (``StreamTokens``).
+        case keyOrStreamToken
+    }
+
     let method: HTTPRequest.Method
     let path: String
-    let authenticated: Bool
+    let access: Access
     let handler: @Sendable (Request, GatewayRequestContext) async throws -> Response
 
     init(
-        _ method: HTTPRequest.Method, _ path: String, authenticated: Bool = true,
+        _ method: HTTPRequest.Method, _ path: String, access: Access = .key,
         _ handler: @escaping @Sendable (Request, GatewayRequestContext) async throws -> Response
     ) {
         self.method = method
         self.path = path
-        self.authenticated = authenticated
+        self.access = access
         self.handler = handler
     }
 }

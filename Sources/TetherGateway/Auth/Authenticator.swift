@@ -16,6 +16,7 @@ public final class Authenticator: Sendable {
     public let apiKeys: APIKeys
     private let ttl: Duration
     private let state: Mutex<State>
+    private let streamKey = Mutex<[UInt8]?>(nil)
 
     /// How often a known id secret is read again.
     static let secretRecheck: Duration = .seconds(60)
@@ -72,6 +73,31 @@ public final class Authenticator: Sendable {
             throw APIError.unauthorized("unknown or revoked API key")
         }
         return principal
+    }
+
+    /// The principal of a stream token for `executionID` (see ``StreamTokens``): 401 when it is malformed, forged,
+    /// for another execution or expired, or when its key is unknown or revoked now (as cached for a key).
+    public func principal(streamToken token: String, executionID: String) async throws -> Principal {
+        let key = try await streamTokenKey()
+        switch StreamTokens.check(token, executionID: executionID, key: key, now: Identifiers.nowMilliseconds()) {
+        case .failure(let refusal):
+            throw APIError.unauthorized(refusal.message)
+        case .success(let keyID):
+            var info = apiKeys.configured[keyID]
+            if info == nil { info = try await lookup(keyID) }
+            guard let info, let principal = APIKeys.principal(of: info) else {
+                throw APIError.unauthorized("unknown or revoked API key")
+            }
+            return principal
+        }
+    }
+
+    /// The key stream tokens are signed with, from the id secret (made now if there is none yet); read once.
+    public func streamTokenKey() async throws -> [UInt8] {
+        if let key = streamKey.withLock({ $0 }) { return key }
+        let key = StreamTokens.signingKey(idSecret: try await apiKeys.ensureIDSecret())
+        streamKey.withLock { $0 = key }
+        return key
     }
 
     private func lookup(_ keyID: String) async throws -> APIKeyInfo? {
@@ -132,16 +158,25 @@ public final class Authenticator: Sendable {
     }
 }
 
-/// Puts the request's ``Principal`` into the context (``GatewayRequestContext/principal``), or answers 401.
+/// Puts the request's ``Principal`` into the context (``GatewayRequestContext/principal``), or answers 401. On the
+/// routes that take one (the stream), a request without `Authorization` may carry a stream token as `?token=`.
 struct AuthenticationMiddleware: RouterMiddleware {
     let authenticator: Authenticator
+    var acceptsStreamToken = false
 
     func handle(
         _ request: Request, context: GatewayRequestContext,
         next: (Request, GatewayRequestContext) async throws -> Response
     ) async throws -> Response {
         var context = context
-        context.principal = try await authenticator.principal(authorization: request.headers[.authorization])
+        if acceptsStreamToken, request.headers[.authorization] == nil,
+            let token = request.uri.queryParameters.get("token")
+        {
+            context.principal = try await authenticator.principal(
+                streamToken: token, executionID: context.parameters.get("executionId") ?? "")
+        } else {
+            context.principal = try await authenticator.principal(authorization: request.headers[.authorization])
+        }
         return try await next(request, context)
     }
 }
