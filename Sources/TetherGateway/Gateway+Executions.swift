@@ -60,7 +60,8 @@ extension Gateway {
                 "conversation \(conversationId) is busy with execution \(running); wait for it to end or cancel it")
         }
         context.logger.info(
-            "\(replayed ? "replayed" : "created") \(id) for tenant \(principal.tenant) agent \(principal.agent)")
+            "\(replayed ? "replayed" : "created") \(id) for tenant \(principal.tenant) agent \(principal.agent)",
+            metadata: ["executionId": .string(id)])
         var headers = Self.sseHeaders
         headers[.location] = "/run/api/executions/\(id)"
         headers[HTTPField.Name("x-workflow-run-id")!] = id

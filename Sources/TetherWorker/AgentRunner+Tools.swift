@@ -40,8 +40,7 @@ extension AgentRunner {
     /// no result is appended: the call stays started, for the next owner to run again.
     func runTools(_ ids: [String], _ run: ExecutionRun, tools: [String: any AgentTool]) async throws {
         let headers = try await run.forwardedHeaders()
-        var logger = self.logger
-        logger[metadataKey: "execution"] = .string(run.executionID)
+        let logger = run.logger
         let jobs: [(call: AgentState.Call, tool: any AgentTool)] = ids.compactMap { id in
             guard let call = run.call(id), let tool = tools[call.name] else { return nil }
             return (call, tool)
@@ -95,7 +94,7 @@ extension AgentRunner {
             run.executionID, fence: run.fence, jobEntryID: jobEntryID, deadline: deadline, toolCallIDs: ids)
         {
         case .parked:
-            logger.debug("execution \(run.executionID) parked until a decision on \(ids)")
+            run.logger.debug("execution \(run.executionID) parked until a decision on \(ids)")
             return true
         case .decided:
             try await run.readNew()

@@ -68,16 +68,25 @@ public struct AgentRunner: Sendable {
                 try await group.next()
             }
         } catch is Cancelled {
-            logger.info("execution \(executionID) was cancelled; stopped")
+            logger(for: record).info("execution \(executionID) was cancelled; stopped")
         }
+    }
+
+    /// The worker's logger with the execution's id, tenant and agent as metadata (in every line of `LOG_FORMAT=json`).
+    func logger(for record: ExecutionRecord) -> Logger {
+        var logger = self.logger
+        logger[metadataKey: "executionId"] = .string(record.id)
+        logger[metadataKey: "tenant"] = .string(record.tenant)
+        logger[metadataKey: "agent"] = .string(record.agentId)
+        return logger
     }
 
     /// The agent loop of one execution.
     private func drive(_ record: ExecutionRecord, fence: Int, jobEntryID: String) async throws {
         let executionID = record.id
-        let run = ExecutionRun(store: store, executionID: executionID, fence: fence)
+        let run = ExecutionRun(store: store, executionID: executionID, fence: fence, logger: logger(for: record))
         guard let agent = agents[record.agentId], let provider = providers[record.agentId] else {
-            logger.error("execution \(executionID): agent \(record.agentId) is not configured on this worker")
+            run.logger.error("execution \(executionID): agent \(record.agentId) is not configured on this worker")
             try await run.fail(
                 code: "agent_not_configured", message: "The agent \(record.agentId) is not configured on this worker.")
             return
@@ -158,7 +167,7 @@ public struct AgentRunner: Sendable {
         } catch {
             // The client gets a stable code and a message for humans; the error itself (Swift types, paths,
             // provider replies) goes only to the log, under the execution's id.
-            logger.error("execution \(executionID) failed: \(String(reflecting: error))")
+            run.logger.error("execution \(executionID) failed: \(String(reflecting: error))")
             try await run.fail(
                 code: "agent_error",
                 message: "The agent stopped on an internal error. The worker's log has the details under this "
@@ -209,12 +218,13 @@ public struct AgentRunner: Sendable {
             } catch let error where Self.passesThrough(error) {
                 throw error
             } catch {
-                logger.error("execution \(run.executionID): the model provider failed: \(String(reflecting: error))")
+                run.logger.error(
+                    "execution \(run.executionID): the model provider failed: \(String(reflecting: error))")
                 failure = ModelError(code: "model_error", message: "The model provider failed.")
             }
             // What the recorder stored before the failure is in the log: fold it in (an append failure wins).
             run.fold(try await recorder.finish(), turnID: turnID)
-            logger.warning("execution \(run.executionID): model request failed: \(failure)")
+            run.logger.warning("execution \(run.executionID): model request failed: \(failure)")
             if !recorder.producedOutput, failure.retryable, attempt < Self.maxRequestRetries {
                 attempt += 1
                 try await Task.sleep(for: Self.backoff(attempt: attempt, retryAfter: failure.retryAfter))

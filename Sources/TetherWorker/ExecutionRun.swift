@@ -1,3 +1,4 @@
+import Logging
 import Synchronization
 import TetherCore
 
@@ -35,10 +36,16 @@ final class ExecutionRun {
         EventType.text.rawValue, EventType.toolCallStart.rawValue, EventType.toolCallDelta.rawValue,
     ]
 
-    init(store: ExecutionStore, executionID: String, fence: Int) {
+    /// The worker's logger with the execution's id, tenant and agent as metadata.
+    let logger: Logger
+
+    init(store: ExecutionStore, executionID: String, fence: Int, logger: Logger = Logger(label: "tether.worker")) {
         self.store = store
         self.executionID = executionID
         self.fence = fence
+        var logger = logger
+        logger[metadataKey: "executionId"] = .string(executionID)
+        self.logger = logger
     }
 
     /// The headers the request forwarded for tools, read once per run.

@@ -23,11 +23,25 @@ enum TetherMain {
         if ProcessInfo.processInfo.environment["TETHER_NIO_EXECUTOR"] != "0" {
             NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         }
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel =
-                ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .info
-            return handler
+        let environment = ProcessInfo.processInfo.environment
+        let level = environment["LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .info
+        // LOG_FORMAT=json: one JSON object per line (JSONLogHandler); text (the default) stays readable.
+        switch environment["LOG_FORMAT"] ?? "" {
+        case "json":
+            LoggingSystem.bootstrap { label in
+                var handler = JSONLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
+        case "", "text":
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
+        case let other:
+            FileHandle.standardError.write(Data("tether: LOG_FORMAT must be text or json, not \(other)\n".utf8))
+            exit(78)
         }
         await Tether.main()
     }

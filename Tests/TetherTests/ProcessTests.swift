@@ -23,7 +23,7 @@ let tetherExecutable: URL = {
 /// Starts `tether <command> [arguments]` with the harness's Redis, prefix and settings.
 func launch(
     _ command: String, _ harness: Harness, arguments: [String] = [], environment extra: [String: String] = [:],
-    output: Pipe? = nil, config: String? = nil
+    output: Pipe? = nil, errors: Pipe? = nil, config: String? = nil
 ) throws -> Process {
     let process = Process()
     process.executableURL = tetherExecutable
@@ -38,7 +38,7 @@ func launch(
     for (key, value) in extra { environment[key] = value }
     process.environment = environment
     process.standardOutput = output ?? FileHandle.nullDevice
-    process.standardError = FileHandle.nullDevice
+    process.standardError = errors ?? FileHandle.nullDevice
     try process.run()
     return process
 }

@@ -177,6 +177,13 @@ struct AuthenticationMiddleware: RouterMiddleware {
         } else {
             context.principal = try await authenticator.principal(authorization: request.headers[.authorization])
         }
+        // Every line this request logs names who it acts as, and its execution when the path has one.
+        if let principal = context.principal {
+            context.logger[metadataKey: "tenant"] = .string(principal.tenant)
+            context.logger[metadataKey: "agent"] = .string(principal.agent)
+            context.logger[metadataKey: "keyId"] = .string(principal.keyId)
+        }
+        if let id = context.parameters.get("executionId") { context.logger[metadataKey: "executionId"] = .string(id) }
         return try await next(request, context)
     }
 }
