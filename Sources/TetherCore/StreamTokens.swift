@@ -39,14 +39,15 @@ public enum StreamTokens {
     public static func check(_ token: String, executionID: String, key: [UInt8], now: Int64) -> Result<
         String, Refusal
     > {
+        guard token.utf8.count <= 512 else { return .failure(.malformed) }
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
-        guard token.utf8.count <= 512, parts.count == 5, parts[0] == "st1", let expiresAt = Int64(parts[3]),
-            parts[4].utf8.count == 64
+        guard parts.count == 5, parts[0] == "st1", let expiresAt = Int64(parts[3]), parts[4].utf8.count == 64
         else { return .failure(.malformed) }
         let body = parts[0..<4].joined(separator: ".")
         guard APIKeys.constantTimeEqual(String(parts[4]), mac(body, key)) else { return .failure(.badSignature) }
         guard parts[1] == executionID else { return .failure(.otherExecution) }
-        guard now < expiresAt else { return .failure(.expired) }
+        // Never longer than a token is made for (a minute of clock skew between gateways allowed).
+        guard now < expiresAt, expiresAt <= now + lifetimeMilliseconds + 60_000 else { return .failure(.expired) }
         return .success(String(parts[2]))
     }
 

@@ -173,9 +173,6 @@ extension Gateway {
             request, context, id: record.id, renderer: renderer, after: cursor, gap: gap, headers: headers)
     }
 
-    // MARK: - Helpers
-
-    /// The execution of the path, when the principal may see it; `404` otherwise (never `403`: no existence leak).
     /// A stream token for the execution and the calling key, for a browser's `EventSource` (`?token=` on its
     /// stream; see ``StreamTokens``).
     func streamToken(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
@@ -193,6 +190,9 @@ extension Gateway {
             body: .init(byteBuffer: ByteBuffer(string: body.rendered)))
     }
 
+    // MARK: - Helpers
+
+    /// The execution of the path, when the principal may see it; `404` otherwise (never `403`: no existence leak).
     private func ownedRecord(_ context: GatewayRequestContext) async throws -> ExecutionRecord {
         let principal = try context.requirePrincipal()
         let id = try Self.pathParameter("executionId", context)

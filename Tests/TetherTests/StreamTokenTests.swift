@@ -25,6 +25,9 @@ struct StreamTokenTests {
         ] {
             #expect(StreamTokens.check(forged, executionID: "exec_B", key: key, now: 1_000) == .failure(.badSignature))
         }
+        // Signed, but valid for longer than any token is made for: refused.
+        let forever = StreamTokens.make(executionID: "exec_A", keyID: "key1", expiresAt: Int64.max - 1, key: key)
+        #expect(StreamTokens.check(forever, executionID: "exec_A", key: key, now: 1_000) == .failure(.expired))
         for malformed in [
             "", "st1", "st2.exec_A.key1.2000.\(String(repeating: "0", count: 64))", token + ".x",
             "st1.exec_A.key1.soon.00",

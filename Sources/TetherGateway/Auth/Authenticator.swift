@@ -16,7 +16,6 @@ public final class Authenticator: Sendable {
     public let apiKeys: APIKeys
     private let ttl: Duration
     private let state: Mutex<State>
-    private let streamKey = Mutex<[UInt8]?>(nil)
 
     /// How often a known id secret is read again.
     static let secretRecheck: Duration = .seconds(60)
@@ -76,15 +75,20 @@ public final class Authenticator: Sendable {
     }
 
     /// The principal of a stream token for `executionID` (see ``StreamTokens``): 401 when it is malformed, forged,
-    /// for another execution or expired, or when its key is unknown or revoked now (as cached for a key).
+    /// for another execution or expired, or when its key is unknown or revoked now (as cached for a key). Only reads
+    /// the id secret (re-read like the key ids' one, so a rotated secret voids old tokens within a minute): a
+    /// request with no credentials never writes to Redis.
     public func principal(streamToken token: String, executionID: String) async throws -> Principal {
-        let key = try await streamTokenKey()
+        guard let idSecret = try await idSecret() else {
+            throw APIError.unauthorized(StreamTokens.Refusal.badSignature.message)
+        }
+        let key = StreamTokens.signingKey(idSecret: idSecret)
         switch StreamTokens.check(token, executionID: executionID, key: key, now: Identifiers.nowMilliseconds()) {
         case .failure(let refusal):
             throw APIError.unauthorized(refusal.message)
         case .success(let keyID):
             var info = apiKeys.configured[keyID]
-            if info == nil { info = try await lookup(keyID) }
+            if info == nil, APIKeys.isIssued(keyID, secret: idSecret) { info = try await lookup(keyID) }
             guard let info, let principal = APIKeys.principal(of: info) else {
                 throw APIError.unauthorized("unknown or revoked API key")
             }
@@ -92,12 +96,13 @@ public final class Authenticator: Sendable {
         }
     }
 
-    /// The key stream tokens are signed with, from the id secret (made now if there is none yet); read once.
+    /// The key to sign a new stream token with: from the id secret, made now if there is none yet (only a caller
+    /// with a valid key gets here).
     public func streamTokenKey() async throws -> [UInt8] {
-        if let key = streamKey.withLock({ $0 }) { return key }
-        let key = StreamTokens.signingKey(idSecret: try await apiKeys.ensureIDSecret())
-        streamKey.withLock { $0 = key }
-        return key
+        if let secret = try await idSecret() { return StreamTokens.signingKey(idSecret: secret) }
+        let secret = try await apiKeys.ensureIDSecret()
+        state.withLock { $0.secret = .known(secret, until: ContinuousClock.now + Self.secretRecheck) }
+        return StreamTokens.signingKey(idSecret: secret)
     }
 
     private func lookup(_ keyID: String) async throws -> APIKeyInfo? {
@@ -172,8 +177,8 @@ struct AuthenticationMiddleware: RouterMiddleware {
         if acceptsStreamToken, request.headers[.authorization] == nil,
             let token = request.uri.queryParameters.get("token")
         {
-            context.principal = try await authenticator.principal(
-                streamToken: token, executionID: context.parameters.get("executionId") ?? "")
+            let executionID = (try? Gateway.pathParameter("executionId", context)) ?? ""
+            context.principal = try await authenticator.principal(streamToken: token, executionID: executionID)
         } else {
             context.principal = try await authenticator.principal(authorization: request.headers[.authorization])
         }
@@ -183,7 +188,9 @@ struct AuthenticationMiddleware: RouterMiddleware {
             context.logger[metadataKey: "agent"] = .string(principal.agent)
             context.logger[metadataKey: "keyId"] = .string(principal.keyId)
         }
-        if let id = context.parameters.get("executionId") { context.logger[metadataKey: "executionId"] = .string(id) }
+        if let id = try? Gateway.pathParameter("executionId", context) {
+            context.logger[metadataKey: "executionId"] = .string(id)
+        }
         return try await next(request, context)
     }
 }
