@@ -481,8 +481,21 @@ class Client:
     def past_deadline(self):
         return time.monotonic() > self.h.hard_deadline
 
-    def connection(self):
-        return http.client.HTTPConnection("127.0.0.1", self.h.nginx_port, timeout=STREAM_READ_TIMEOUT)
+    def attempt(self, execution, what, method, path, body=None, headers=None, timeout=STREAM_READ_TIMEOUT):
+        """One request through nginx. Returns (connection, response) once the answer is not a proxy or outage
+        error; None (connection closed, a 500 recorded as a violation) when the caller should back off and retry."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.h.nginx_port, timeout=timeout)
+        try:
+            conn.request(method, path, body, headers or {})
+            response = conn.getresponse()
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            return None
+        if response.status in RETRY_STATUSES or response.status == 500:
+            self.internal_error(execution, what, response)
+            conn.close()
+            return None
+        return conn, response
 
     def drive(self, execution):
         token = self.h.keys[execution.agent]
@@ -496,19 +509,11 @@ class Client:
                 execution.problems.append("never created: %d POSTs failed" % execution.posts)
                 return
             execution.posts += 1
-            conn = self.connection()
-            try:
-                conn.request("POST", "/run/api/executions", body, headers)
-                response = conn.getresponse()
-            except (OSError, http.client.HTTPException):
-                conn.close()
+            answer = self.attempt(execution, "POST", "POST", "/run/api/executions", body, headers)
+            if answer is None:
                 backoff.sleep()
                 continue
-            if response.status in RETRY_STATUSES or response.status == 500:
-                self.internal_error(execution, "POST", response)
-                conn.close()
-                backoff.sleep()
-                continue
+            conn, response = answer
             if response.status not in (200, 201):
                 execution.problems.append("POST answered %d: %s" % (response.status, short(self.drain(response))))
                 conn.close()
@@ -535,19 +540,12 @@ class Client:
             stream_headers = {"Authorization": "Bearer " + token, "Accept": "text/event-stream"}
             if execution.received:
                 stream_headers["Last-Event-ID"] = execution.received[-1]
-            conn = self.connection()
-            try:
-                conn.request("GET", "/run/api/executions/%s/stream" % execution.id, headers=stream_headers)
-                response = conn.getresponse()
-            except (OSError, http.client.HTTPException):
-                conn.close()
+            answer = self.attempt(execution, "GET …/stream", "GET", "/run/api/executions/%s/stream" % execution.id,
+                                  headers=stream_headers)
+            if answer is None:
                 backoff.sleep()
                 continue
-            if response.status in RETRY_STATUSES or response.status == 500:
-                self.internal_error(execution, "GET …/stream", response)
-                conn.close()
-                backoff.sleep()
-                continue
+            conn, response = answer
             if response.status == 204:
                 execution.problems.append(
                     "reconnect after %s answered 204 (has the final frame) but no final frame was received"
@@ -571,19 +569,11 @@ class Client:
         start, each frame identical to the one received before."""
         backoff = Backoff()
         while not self.past_deadline():
-            conn = self.connection()
-            try:
-                conn.request("POST", "/run/api/executions", body, headers)
-                response = conn.getresponse()
-            except (OSError, http.client.HTTPException):
-                conn.close()
+            answer = self.attempt(execution, "the repeated POST", "POST", "/run/api/executions", body, headers)
+            if answer is None:
                 backoff.sleep()
                 continue
-            if response.status in RETRY_STATUSES or response.status == 500:
-                self.internal_error(execution, "the repeated POST", response)
-                conn.close()
-                backoff.sleep()
-                continue
+            conn, response = answer
             if response.status not in (200, 201):
                 execution.problems.append("the repeated POST answered %d: %s"
                                           % (response.status, short(self.drain(response))))
@@ -598,12 +588,11 @@ class Client:
             conn.close()
             return
 
-    def internal_error(self, execution, what, response, text=None):
+    def internal_error(self, execution, what, response):
         """502/503/504 are retried silently. A 500 is a violation (Redis trouble must be a 503 `unavailable`,
         docs/operations.md), recorded once per request kind and execution; the client retries it all the same, so
         that one wrong status does not leave the execution stuck and hide what else happens to it."""
-        if text is None:
-            text = self.drain(response)
+        text = self.drain(response)
         if response.status != 500 or what in execution.internal_errors:
             return
         execution.internal_errors.add(what)
@@ -752,20 +741,18 @@ class Client:
             headers["Content-Type"] = "application/json"
         backoff = Backoff()
         while not self.past_deadline():
-            conn = http.client.HTTPConnection("127.0.0.1", self.h.nginx_port, timeout=10)
+            answer = self.attempt(execution, what, "POST", path, data, headers, timeout=10)
+            if answer is None:
+                backoff.sleep()
+                continue
+            conn, response = answer
             try:
-                conn.request("POST", path, data, headers)
-                response = conn.getresponse()
                 text = response.read().decode("utf-8", "replace")
-            except (OSError, http.client.HTTPException, ValueError):
+            except (OSError, http.client.HTTPException):
                 conn.close()
                 backoff.sleep()
                 continue
             conn.close()
-            if response.status in RETRY_STATUSES or response.status == 500:
-                self.internal_error(execution, what, response, text)
-                backoff.sleep()
-                continue
             try:
                 code = json.loads(text).get("code", "") if text else ""
             except (ValueError, AttributeError):
