@@ -33,24 +33,12 @@ struct InspectCommand: AsyncParsableCommand {
         }
         let extra = try await redis.send("HMGET", keys.meta(executionID), "parked", "claimedAt").array ?? []
         let deadline = try await redis.send("ZSCORE", keys.deadlines, executionID).string
-        let through = try await redis.send("HGET", keys.checkpoint(executionID), "through").string
+        let through = try await store.checkpoint(executionID)?.through
         let report = ExecutionReport(
-            record: record, entries: try await entries(redis, keys.events(executionID)),
+            record: record, entries: try await store.allEntries(executionID),
             approvals: try await store.approvals(executionID), parkedAt: extra.first?.string,
             deadline: deadline.flatMap { Double($0) }.map { Int64($0) }, checkpointThrough: through,
             claimedAt: extra.dropFirst().first?.string)
         print(report.rendered(textLimit: textLimit), terminator: "")
-    }
-
-    /// The whole stream, a page at a time.
-    private func entries(_ redis: RedisClient, _ key: String) async throws -> [ExecutionReport.Entry] {
-        var all: [ExecutionReport.Entry] = []
-        var start = "-"
-        while true {
-            let page = ExecutionStore.parseEntriesRaw(try await redis.send("XRANGE", key, start, "+", "COUNT", 1000))
-            all += page
-            guard page.count == 1000, let last = page.last else { return all }
-            start = "(" + last.id
-        }
     }
 }

@@ -62,6 +62,18 @@ extension ExecutionStore {
         }
     }
 
+    /// Every entry of the execution's stream as stored, with all its fields (`fence` too), for tools that show them.
+    public func allEntries(_ id: String) async throws -> [(id: String, fields: [String: String])] {
+        var all: [(id: String, fields: [String: String])] = []
+        var start = "-"
+        while true {
+            let page = Self.parseEntriesRaw(try await redis.send("XRANGE", keys.events(id), start, "+", "COUNT", 1000))
+            all += page
+            guard page.count == 1000, let last = page.last else { return all }
+            start = "(" + last.id
+        }
+    }
+
     /// The oldest and newest ids of the execution's stream and whether it was trimmed, or `nil` when it does not
     /// exist.
     public func history(_ id: String) async throws -> StreamHistory? {
