@@ -11,10 +11,11 @@ extension Gateway {
     func create(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
         var request = request
         let principal = try context.requirePrincipal()
+        let format = try StreamFormat(request)
         try requireJSON(request)
         let body = try await collectBody(&request)
         let input = try RequestValidation.createExecution(body)
-        let idempotencyKey = try RequestValidation.idempotencyKey(request.headers[HTTPField.Name("Idempotency-Key")!])
+        let idempotencyKey = try RequestValidation.idempotencyKey(request.headers[.idempotencyKey])
         var id = Identifiers.executionID()
         let conversationId = input.conversationId ?? "conv_" + Identifiers.ulid()
         let idempotency = idempotencyKey.map { key in
@@ -64,10 +65,17 @@ extension Gateway {
             metadata: ["executionId": .string(id)])
         var headers = Self.sseHeaders
         headers[.location] = "/run/api/executions/\(id)"
-        headers[HTTPField.Name("x-workflow-run-id")!] = id
-        if replayed { headers[HTTPField.Name("Idempotent-Replayed")!] = "true" }
-        let renderer = ChatChunkRenderer(executionID: id, model: principal.agent)
-        return streamResponse(request, context, id: id, renderer: renderer, after: nil, gap: nil, headers: headers)
+        headers[.workflowRunID] = id
+        if replayed { headers[.idempotentReplayed] = "true" }
+        switch format {
+        case .inkeep:
+            let renderer = ChatChunkRenderer(executionID: id, model: principal.agent)
+            return streamResponse(request, context, id: id, renderer: renderer, after: nil, headers: headers)
+        case .uiMessage:
+            headers[.uiMessageStream] = "v1"
+            return streamResponse(
+                request, context, id: id, renderer: UIMessageRenderer(executionID: id), after: nil, headers: headers)
+        }
     }
 
     func status(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
@@ -143,8 +151,10 @@ extension Gateway {
 
     func reconnect(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
         let record = try await ownedRecord(context)
-        let asked = try Self.cursor(request)
-        var cursor = asked.id
+        let format = try StreamFormat(request)
+        let asked = try Self.cursor(request, format)
+        if format == .uiMessage { return try await reconnectUIMessage(request, context, record, asked) }
+        var cursor = asked.after?.id
         var gap: Gap?
         if let skip = asked.startIndex {
             switch try await store.position(record.id, afterFrames: skip) {
@@ -167,10 +177,16 @@ extension Gateway {
             gap = Gap(after: .id(cursor), resumeFrom: history.firstID)
         }
         var headers = Self.sseHeaders
-        headers[HTTPField.Name("x-workflow-run-id")!] = record.id
+        headers[.workflowRunID] = record.id
         let renderer = ChatChunkRenderer(executionID: record.id, model: record.agentId)
+        var preamble: ByteBuffer?
+        if let gap {
+            var buffer = ByteBuffer()
+            renderer.appendGapFrame(gap, to: &buffer)
+            preamble = buffer
+        }
         return streamResponse(
-            request, context, id: record.id, renderer: renderer, after: cursor, gap: gap, headers: headers)
+            request, context, id: record.id, renderer: renderer, after: cursor, preamble: preamble, headers: headers)
     }
 
     /// A stream token for the execution and the calling key, for a browser's `EventSource` (`?token=` on its
@@ -193,7 +209,7 @@ extension Gateway {
     // MARK: - Helpers
 
     /// The execution of the path, when the principal may see it; `404` otherwise (never `403`: no existence leak).
-    private func ownedRecord(_ context: GatewayRequestContext) async throws -> ExecutionRecord {
+    func ownedRecord(_ context: GatewayRequestContext) async throws -> ExecutionRecord {
         let principal = try context.requirePrincipal()
         let id = try Self.pathParameter("executionId", context)
         guard id.hasPrefix("exec_"), id.utf8.count <= 64,
@@ -201,34 +217,6 @@ extension Gateway {
             record.agentId == principal.agent
         else { throw APIError.executionNotFound }
         return record
-    }
-
-    /// Where a reconnect starts: the `Last-Event-ID` header, else the `lastEventId` query parameter, else
-    /// `x-stream-start-index` frames in. Every one given is checked, used or not; an empty cursor counts as absent (an
-    /// empty start index is not a number).
-    static func cursor(_ request: Request) throws -> (id: StreamID?, startIndex: Int?) {
-        func given(_ value: String?) -> String? { value.flatMap { $0.isEmpty ? nil : $0 } }
-        func streamID(_ raw: String?, _ name: String) throws -> StreamID? {
-            guard let raw = given(raw) else { return nil }
-            guard let id = StreamID(raw) else {
-                throw APIError.badRequest("invalid_last_event_id", "\(name) must be a stream id like 1764425001234-0")
-            }
-            return id
-        }
-        let header = try streamID(request.headers[HTTPField.Name("Last-Event-ID")!], "Last-Event-ID")
-        let query = try streamID(request.uri.queryParameters.get("lastEventId"), "lastEventId")
-        var startIndex: Int?
-        if let text = request.headers[HTTPField.Name("x-stream-start-index")!] {
-            guard text.utf8.count <= 19, text.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
-                let skip = Int(text)
-            else {
-                throw APIError.badRequest(
-                    "invalid_stream_start_index", "x-stream-start-index must be a non-negative integer (digits only)")
-            }
-            startIndex = skip
-        }
-        let id = header ?? query
-        return (id, id == nil ? startIndex : nil)
     }
 
     /// A path parameter, percent-decoded (`call%5F1` is `call_1`).

@@ -38,8 +38,9 @@ public enum RequestValidation {
             throw .badRequest("invalid_messages", "messages must be an array, got \(messagesValue.typeName)")
         }
         guard !messages.isEmpty else { throw .badRequest("invalid_messages", "messages must not be empty") }
+        var normalized: [JSON] = []
         for (index, message) in messages.enumerated() {
-            try validateMessage(message, at: "messages[\(index)]")
+            normalized.append(try normalizedMessage(message, at: "messages[\(index)]"))
         }
 
         var conversationId: String?
@@ -89,7 +90,61 @@ public enum RequestValidation {
             }
         }
         return CreateExecutionRequest(
-            messages: messagesValue, conversationId: conversationId, forwardedHeaders: forwarded)
+            messages: .array(normalized), conversationId: conversationId, forwardedHeaders: forwarded)
+    }
+
+    /// A message as the worker reads it: `{role, content}` as sent, or an AI SDK UI message (`{id, role, parts}`)
+    /// made into one.
+    private static func normalizedMessage(_ message: JSON, at path: String) throws(APIError) -> JSON {
+        if case .object(let fields) = message, fields["content"] == nil || fields["content"] == .null,
+            let parts = fields["parts"]
+        {
+            return try uiMessage(role: fields["role"], parts: parts, at: path)
+        }
+        try validateMessage(message, at: path)
+        return message
+    }
+
+    /// An AI SDK UI message as `{role, content}`: its text parts, and a user's image files. The other parts (steps,
+    /// reasoning, `tool-<name>`, `dynamic-tool`, `data-*`, sources) are what a UI shows; the model is not given
+    /// them again (Tether keeps each conversation's history, tool calls included, itself).
+    private static func uiMessage(role: JSON?, parts: JSON, at path: String) throws(APIError) -> JSON {
+        guard let role = role?.stringValue, ["system", "user", "assistant"].contains(role) else {
+            throw .badRequest("invalid_messages", "\(path).role must be one of system, user, assistant")
+        }
+        guard case .array(let items) = parts else {
+            throw .badRequest("invalid_messages", "\(path).parts must be an array, got \(parts.typeName)")
+        }
+        var texts: [String] = []
+        var content: [JSON] = []
+        for (index, part) in items.enumerated() {
+            let partPath = "\(path).parts[\(index)]"
+            guard case .object(let fields) = part, let type = fields["type"]?.stringValue else {
+                throw .badRequest("invalid_messages", "\(partPath) must be an object with a type")
+            }
+            switch type {
+            case "text":
+                guard let text = fields["text"]?.stringValue else {
+                    throw .badRequest("invalid_messages", "\(partPath).text must be a string")
+                }
+                texts.append(text)
+                content.append(["type": "text", "text": .string(text)])
+            case "file":
+                guard let url = fields["url"]?.stringValue, let mediaType = fields["mediaType"]?.stringValue else {
+                    throw .badRequest("invalid_messages", "\(partPath) must have url and mediaType strings")
+                }
+                if role == "user", mediaType.hasPrefix("image/") {
+                    content.append(["type": "image_url", "image_url": ["url": .string(url)]])
+                }
+            default:
+                break
+            }
+        }
+        if role == "user", content.isEmpty {
+            throw .badRequest("invalid_messages", "\(path) has no text or image part")
+        }
+        let whole: JSON = content.count == texts.count ? .string(texts.joined(separator: "\n\n")) : .array(content)
+        return ["role": .string(role), "content": whole]
     }
 
     private static func validateMessage(_ message: JSON, at path: String) throws(APIError) {
