@@ -25,7 +25,8 @@ extension Gateway {
                 if parts[1].utf8.count <= 18, let sub = number(parts[1]) { return (id, sub) }
             }
             throw APIError.badRequest(
-                "invalid_last_event_id", "\(name) must be a stream id like 1764425001234-0 (or a chunk id, 1764425001234-0:2)")
+                "invalid_last_event_id",
+                "\(name) must be a stream id like 1764425001234-0 (or a chunk id, 1764425001234-0:2)")
         }
         let header = try chunkID(request.headers[.lastEventID], "Last-Event-ID")
         let query = try chunkID(request.uri.queryParameters.get("lastEventId"), "lastEventId")
