@@ -23,8 +23,10 @@ ensure_packages() {
 
 # The Debian packages Tether builds, tests and runs with.
 TETHER_PACKAGES=(libhiredis-dev libssl-dev redis-server redis-tools)
-# And those only the tests need: nginx in front of several gateways (config/nginx.conf; scripts/chaos too).
-TETHER_TEST_PACKAGES=(nginx)
+# And those only the tests need: nginx in front of several gateways (config/nginx.conf; scripts/chaos too),
+# prometheus_client, whose text-format parser reads /metrics in MetricsTests, and headless Chromium with its
+# WebDriver for the playground (scripts/playground_test.py).
+TETHER_TEST_PACKAGES=(nginx python3-prometheus-client chromium chromium-driver)
 
 # free_port: prints a TCP port nobody listens on at 127.0.0.1.
 free_port() {

@@ -44,6 +44,18 @@ public final class RedisClient: Sendable {
     /// (its connection had just closed) is retried once on another connection.
     @discardableResult
     public func send(_ command: RedisCommand) async throws -> RESPValue {
+        let start = ContinuousClock.now
+        do {
+            let reply = try await sendRetrying(command)
+            RedisMetrics.record(command.name, since: start, error: nil)
+            return reply
+        } catch {
+            RedisMetrics.record(command.name, since: start, error: error)
+            throw error
+        }
+    }
+
+    private func sendRetrying(_ command: RedisCommand) async throws -> RESPValue {
         do {
             return try await withSharedConnection { try await $0.send(command) }
         } catch let error as RedisError where error.code == .connectionClosed && !error.commandMayHaveRun {
@@ -61,6 +73,18 @@ public final class RedisClient: Sendable {
     /// Error replies stay in the array as ``RESPValue/error(_:)``.
     @discardableResult
     public func send(batch commands: [RedisCommand]) async throws -> [RESPValue] {
+        let start = ContinuousClock.now
+        do {
+            let replies = try await sendRetrying(batch: commands)
+            RedisMetrics.record("PIPELINE", since: start, error: nil)
+            return replies
+        } catch {
+            RedisMetrics.record("PIPELINE", since: start, error: error)
+            throw error
+        }
+    }
+
+    private func sendRetrying(batch commands: [RedisCommand]) async throws -> [RESPValue] {
         do {
             return try await withSharedConnection { try await $0.send(batch: commands) }
         } catch let error as RedisError where error.code == .connectionClosed && !error.commandMayHaveRun {
@@ -157,8 +181,16 @@ public final class RedisClient: Sendable {
     /// a command that never reached the server retried and an unknown `script` loaded, without a chain of futures.
     private func submit(_ command: RedisCommand, script: RedisScript?) -> EventLoopFuture<RESPValue> {
         guard let connection = pool.tryLeaseShared() else { return sendInTask(command, script: script) }
+        let start = ContinuousClock.now
         let reply = connection.submit(command)
         let promise = reply.eventLoop.makePromise(of: RESPValue.self)
+        promise.futureResult.whenComplete { result in
+            if case .failure(let error) = result {
+                RedisMetrics.record(command.name, since: start, error: error)
+            } else {
+                RedisMetrics.record(command.name, since: start, error: nil)
+            }
+        }
         reply.whenComplete { result in
             self.pool.releaseShared(connection)
             switch result {

@@ -25,6 +25,8 @@ public struct Keys: Sendable, Hashable {
     /// Sorted set: parked executions (waiting for approval, held by no worker), scored by their earliest approval
     /// deadline in milliseconds (or by the end of a worker's claim on that deadline).
     public var deadlines: String { "\(prefix):deadlines" }
+    /// Sorted set: the same parked executions, scored by when they parked (ms): how many wait, and for how long.
+    public var waiting: String { "\(prefix):waiting" }
     /// Stream + consumer group: one entry per execution to run.
     public var jobs: String { "\(prefix):jobs" }
     /// The consumer group of the workers on ``jobs``.

@@ -4,12 +4,13 @@ import RedisKit
 /// Errors are returned as `PREFIX message` so callers can tell them apart.
 public enum Scripts {
     /// What several scripts need, put before each of their sources: `terminal(status)`, and `unpark(…)`, which takes a
-    /// parked execution out of the deadline set and, when asked, queues its job again (see ``park``).
+    /// parked execution out of the deadline and waiting sets and, when asked, queues its job again (see ``park``).
     static let prelude = """
         local function terminal(status) return status == 'completed' or status == 'failed' or status == 'cancelled' end
-        local function unpark(meta, deadlines, jobs, id, requeue)
+        local function unpark(meta, deadlines, waiting, jobs, id, requeue)
             if redis.call('HDEL', meta, 'parked') == 0 then return false end
             redis.call('ZREM', deadlines, id)
+            redis.call('ZREM', waiting, id)
             if requeue then redis.call('XADD', jobs, '*', 'executionId', id) end
             return true
         end
@@ -129,7 +130,7 @@ public enum Scripts {
 
     /// Records a human decision on a tool call, once, then announces it on the tail channel.
     ///
-    /// KEYS: meta, events, approvals, jobs, deadlines. ARGV: toolCallId, approved ('true'|'false'), decisionJSON,
+    /// KEYS: meta, events, approvals, jobs, deadlines, waiting. ARGV: toolCallId, approved ('true'|'false'), decisionJSON,
     /// eventData, nowISO, nowMs, tailChannel, maxLength, executionId.
     /// Returns `RECORDED` or `REPEATED` (the same decision again). Errors: `NOTFOUND` (no execution),
     /// `NOTOOLCALL` (no such approval request), `CONFLICT` (the other decision was recorded), `FINISHED`.
@@ -174,7 +175,7 @@ public enum Scripts {
         meta[#meta + 1] = 'lastEventId'
         meta[#meta + 1] = id
         redis.call('HSET', KEYS[1], unpack(meta))
-        unpark(KEYS[1], KEYS[5], KEYS[4], ARGV[9], true)
+        unpark(KEYS[1], KEYS[5], KEYS[6], KEYS[4], ARGV[9], true)
         redis.call('PUBLISH', ARGV[7], previous .. string.char(30) .. id .. string.char(31)
             .. 'tool-approval-response' .. string.char(31) .. ARGV[6] .. string.char(31) .. newStatus .. string.char(31)
             .. ARGV[4])
@@ -186,7 +187,7 @@ public enum Scripts {
     /// the deadline set, the retention clock starts, and the control channel tells the worker that runs it (if any)
     /// to stop.
     ///
-    /// KEYS: meta, events, approvals, deadlines, checkpoint. ARGV: errorData, finishData, nowISO, nowMs, tailChannel,
+    /// KEYS: meta, events, approvals, deadlines, checkpoint, waiting. ARGV: errorData, finishData, nowISO, nowMs, tailChannel,
     /// controlChannel, maxLength, retentionSeconds, executionId. Returns `CANCELLED` or `ALREADY` (it was cancelled
     /// before). Errors: `NOTFOUND`, `FINISHED` (it completed or failed).
     public static let cancel = withPrelude(
@@ -201,7 +202,7 @@ public enum Scripts {
         redis.call('HSET', KEYS[1], 'status', 'cancelled', 'updatedAt', ARGV[3], 'lastEventId', f, 'error', ARGV[1])
         redis.call('HDEL', KEYS[1], 'forwardedHeaders')
         redis.call('DEL', KEYS[5])
-        unpark(KEYS[1], KEYS[4], nil, ARGV[9], false)
+        unpark(KEYS[1], KEYS[4], KEYS[6], nil, ARGV[9], false)
         local ttl = tonumber(ARGV[8])
         redis.call('EXPIRE', KEYS[1], ttl)
         redis.call('EXPIRE', KEYS[2], ttl)
@@ -218,8 +219,8 @@ public enum Scripts {
     /// and the execution joins the deadline set, scored by its earliest approval deadline, so that it holds no
     /// worker at all while it waits. The decide script queues its job again; the cancel script takes it out.
     ///
-    /// KEYS: meta, approvals, jobs, deadlines. ARGV: fence, jobsGroup, job entry id, deadline (ms), executionId,
-    /// nowISO, then the toolCallIds waited for. Returns `PARKED`, or `DECIDED` when one of them was decided already
+    /// KEYS: meta, approvals, jobs, deadlines, waiting. ARGV: fence, jobsGroup, job entry id, deadline (ms),
+    /// executionId, nowISO, nowMs, then the toolCallIds waited for. The waiting set scores it by when it parked. Returns `PARKED`, or `DECIDED` when one of them was decided already
     /// (nothing changed: the worker reads the decision and goes on). Errors: `NOTFOUND`, `FENCED`, `FINISHED`.
     public static let park = withPrelude(
         """
@@ -227,11 +228,12 @@ public enum Scripts {
         if not m[1] then return redis.error_reply('NOTFOUND execution not found') end
         if m[1] ~= ARGV[1] then return redis.error_reply('FENCED another worker owns this execution') end
         if terminal(m[2]) then return redis.error_reply('FINISHED execution already finished') end
-        for i = 7, #ARGV do
+        for i = 8, #ARGV do
             if redis.call('HEXISTS', KEYS[2], ARGV[i] .. ':decision') == 1 then return 'DECIDED' end
         end
         redis.call('HSET', KEYS[1], 'parked', ARGV[6])
         redis.call('ZADD', KEYS[4], ARGV[4], ARGV[5])
+        redis.call('ZADD', KEYS[5], 'NX', ARGV[7], ARGV[5])
         redis.call('XACK', KEYS[3], ARGV[2], ARGV[3])
         redis.call('XDEL', KEYS[3], ARGV[3])
         return 'PARKED'

@@ -39,7 +39,7 @@ extension Gateway {
         }
         switch creation {
         case .created:
-            break
+            TetherMetrics.executionsCreated.increment()
         case .existing(let existing):
             // The same request again: the execution it created, streamed from the start, if this key may see it.
             guard

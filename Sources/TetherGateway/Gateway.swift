@@ -3,6 +3,7 @@ import Hummingbird
 import HummingbirdCore
 import Logging
 import NIOCore
+import Prometheus
 import RedisKit
 import ServiceLifecycle
 import TetherCore
@@ -22,10 +23,17 @@ public final class Gateway: Sendable {
     /// Live tailing.
     public let tailer: Tailer
     let logger: Logger
+    /// What `GET /metrics` serves (``MetricsEndpoint/bootstrap()``'s registry; an empty one when metrics were not
+    /// bootstrapped).
+    let metrics: PrometheusCollectorRegistry
 
     /// Makes a gateway on `redis`.
-    public init(config: TetherConfig, redis: RedisClient, logger: Logger = Logger(label: "tether.gateway")) {
+    public init(
+        config: TetherConfig, redis: RedisClient, logger: Logger = Logger(label: "tether.gateway"),
+        metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry()
+    ) {
         self.config = config
+        self.metrics = metrics
         self.store = ExecutionStore(redis: redis, config: config)
         self.authenticator = Authenticator(
             apiKeys: APIKeys(redis: redis, keys: store.keys, configured: config.apiKeys),
@@ -39,7 +47,10 @@ public final class Gateway: Sendable {
         [
             Route(.get, "healthz", access: .open) { _, _ in Self.json(.ok, "{\"status\":\"ok\"}") },
             Route(.get, "readyz", access: .open) { _, context in try await self.ready(context) },
+            Route(.get, "metrics", access: .open) { _, _ in MetricsEndpoint.response(self.metrics) },
             Route(.get, "run/api/openapi.json", access: .open) { _, _ in Self.openAPIResponse },
+            Route(.get, "", access: .open) { _, _ in Self.playgroundPage },
+            Route(.get, "playground/:file", access: .open) { _, context in try Self.playgroundFile(context) },
             Route(.post, "run/api/executions") { request, context in try await self.create(request, context) },
             Route(.get, "run/api/executions/:executionId") { request, context in
                 try await self.status(request, context)
@@ -68,6 +79,7 @@ public final class Gateway: Sendable {
         // after it.
         router.add(middleware: CORSMiddleware(allowedOrigins: config.http.corsAllowedOrigins))
         router.add(middleware: ErrorMiddleware(routes: RouteTable(routes)))
+        router.add(middleware: MetricsMiddleware())
         let withKey = router.group().add(middleware: AuthenticationMiddleware(authenticator: authenticator))
         let withKeyOrToken = router.group().add(
             middleware: AuthenticationMiddleware(authenticator: authenticator, acceptsStreamToken: true))

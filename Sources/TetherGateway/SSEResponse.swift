@@ -39,6 +39,8 @@ extension Gateway {
         return Response(
             status: .ok, headers: headers,
             body: ResponseBody { writer in
+                TetherMetrics.sseClients.increment()
+                defer { TetherMetrics.sseClients.decrement() }
                 do {
                     if let preamble, preamble.readableBytes > 0 { try await writer.write(preamble) }
                     if !complete {
@@ -95,7 +97,10 @@ extension Gateway {
                 case .events(let after, let events):
                     if after > last, try await catchUp() { return }
                     let (buffer, finished) = Self.render(events, after: &last, &renderer)
-                    if buffer.readableBytes > 0 { try await writer.write(buffer) }
+                    if buffer.readableBytes > 0 {
+                        try await writer.write(buffer)
+                        Self.recordDelivery(events)
+                    }
                     if finished { return }
                 }
             }
@@ -109,13 +114,26 @@ extension Gateway {
         _ events: [StoredEvent], after last: inout StreamID, _ renderer: inout Renderer
     ) -> (ByteBuffer, Bool) {
         var buffer = ByteBuffer()
+        var written = 0
+        defer { TetherMetrics.eventsDelivered.increment(by: Int64(written)) }
         for event in events {
             guard let id = event.position, id > last else { continue }
             renderer.append(event, to: &buffer)
+            written += 1
             last = id
             if event.isFinal { return (buffer, true) }
         }
         return (buffer, false)
+    }
+
+    /// The delivery latency of live events just written: from their append (their timestamp, Redis's clock in
+    /// milliseconds) to now.
+    static func recordDelivery(_ events: [StoredEvent]) {
+        let now = Identifiers.nowMilliseconds()
+        let timer = TetherMetrics.deliveryLatency
+        for event in events {
+            timer.recordMilliseconds(max(0, now - event.timestamp))
+        }
     }
 }
 

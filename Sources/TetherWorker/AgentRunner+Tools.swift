@@ -70,8 +70,10 @@ extension AgentRunner {
                 let input = job.call.input ?? .object([:])
                 group.addTask { (job.call.id, await job.tool.run(input, context: context)) }
             }
+            let names = Dictionary(jobs.map { ($0.call.id, $0.call.name) }, uniquingKeysWith: { first, _ in first })
             for try await (id, outcome) in group {
                 try Task.checkCancellation()
+                TetherMetrics.toolCalls(names[id] ?? "unknown", outcome.metricsOutcome).increment()
                 switch outcome {
                 case .output(let output):
                     try await run.append([NewEvent(.toolOutput, ["toolCallId": .string(id), "output": output])])

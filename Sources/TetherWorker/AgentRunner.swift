@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import RedisKit
 import Synchronization
 import TetherCore
@@ -142,6 +143,10 @@ public struct AgentRunner: Sendable {
                         run, agent: agent, provider: provider, conversation: conversation.prefix,
                         tools: descriptors.values.sorted { $0.name < $1.name })
                 case .reject(let rejections):
+                    for rejection in rejections {
+                        TetherMetrics.toolCalls(run.call(rejection.toolCallID)?.name ?? "unknown", "rejected")
+                            .increment()
+                    }
                     try await run.append(
                         rejections.map {
                             NewEvent(
@@ -150,6 +155,7 @@ public struct AgentRunner: Sendable {
                 case .requestApprovals(let ids):
                     try await run.append(approvalRequests(ids, run.state, timeout: agent.approvalTimeoutSeconds))
                 case .recordDenials(let ids):
+                    for id in ids { TetherMetrics.toolCalls(run.call(id)?.name ?? "unknown", "denied").increment() }
                     try await run.append(
                         ids.map { id in
                             let reason = run.call(id)?.decision?.reason
@@ -207,9 +213,18 @@ public struct AgentRunner: Sendable {
         while true {
             let recorder = TurnRecorder(store: store, executionID: run.executionID, fence: run.fence, turnID: turnID)
             let failure: ModelError
+            let providerName = agent.model.provider.rawValue
+            let started = ContinuousClock.now
             do {
                 try await provider.streamTurn(request, into: recorder)
+                TetherMetrics.modelRequest(providerName).record(duration: ContinuousClock.now - started)
                 let outcome = try await recorder.finish()
+                if let tokens = outcome.inputTokens {
+                    TetherMetrics.modelTokens(providerName, "input").increment(by: Int64(tokens))
+                }
+                if let tokens = outcome.outputTokens {
+                    TetherMetrics.modelTokens(providerName, "output").increment(by: Int64(tokens))
+                }
                 run.fold(outcome, turnID: turnID)
                 try await run.append([Self.turnFinished(turnID, outcome)])
                 return
@@ -222,6 +237,7 @@ public struct AgentRunner: Sendable {
                     "execution \(run.executionID): the model provider failed: \(String(reflecting: error))")
                 failure = ModelError(code: "model_error", message: "The model provider failed.")
             }
+            TetherMetrics.modelErrors(providerName, failure.code).increment()
             // What the recorder stored before the failure is in the log: fold it in (an append failure wins).
             run.fold(try await recorder.finish(), turnID: turnID)
             run.logger.warning("execution \(run.executionID): model request failed: \(failure)")

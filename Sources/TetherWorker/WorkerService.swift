@@ -80,6 +80,7 @@ public final class WorkerService: Service, Sendable {
                 try await withThrowingDiscardingTaskGroup { group in
                     group.addTask { await self.renewLeases() }
                     group.addTask { await self.deadlines.run() }
+                    group.addTask { await self.sampleWaiting() }
                     await self.readLoop(group: &group)
                     group.cancelAll()
                 }
@@ -89,6 +90,20 @@ public final class WorkerService: Service, Sendable {
             throw error
         }
         await stopServers()
+    }
+
+    /// Keeps the waiting gauges (`tether_executions_waiting`, `tether_oldest_waiting_seconds`) current: every 5 s,
+    /// from the waiting set (the deployment's, so every worker reports the same).
+    private func sampleWaiting() async {
+        TetherMetrics.workerSlots.set(concurrency)
+        while !Task.isCancelled {
+            if let (count, oldest) = try? await store.waiting() {
+                TetherMetrics.executionsWaiting.set(count)
+                let age = oldest.map { Double(max(0, Identifiers.nowMilliseconds() - $0)) / 1000 } ?? 0
+                TetherMetrics.oldestWaiting.set(age)
+            }
+            try? await Task.sleep(for: .seconds(5))
+        }
     }
 
     /// Stops the MCP servers this worker started.
@@ -147,6 +162,7 @@ public final class WorkerService: Service, Sendable {
             switch jobs.running[executionID] {
             case nil:
                 jobs.running[executionID] = entryID
+                TetherMetrics.workerSlotsBusy.increment()
                 return true
             case entryID:
                 return false
@@ -167,6 +183,7 @@ public final class WorkerService: Service, Sendable {
                     var queued = jobs.next.removeValue(forKey: executionID) ?? []
                     guard !cancelled, !queued.isEmpty else {
                         jobs.running.removeValue(forKey: executionID)
+                        TetherMetrics.workerSlotsBusy.decrement()
                         return queued
                     }
                     let first = queued.removeFirst()

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import Prometheus
 import RedisKit
 import ServiceLifecycle
 import TetherCore
@@ -43,9 +44,13 @@ enum TetherMain {
             FileHandle.standardError.write(Data("tether: LOG_FORMAT must be text or json, not \(other)\n".utf8))
             exit(78)
         }
+        metricsRegistry = MetricsEndpoint.bootstrap()
         await Tether.main()
     }
 }
+
+/// The process's metrics (swift-metrics into Prometheus), bootstrapped before any command runs.
+nonisolated(unsafe) var metricsRegistry = PrometheusCollectorRegistry()
 
 /// The `tether` command line.
 struct Tether: AsyncParsableCommand {
@@ -111,7 +116,7 @@ struct Serve: AsyncParsableCommand {
         let config = try options.load()
         let redis = try options.redis(config)
         defer { redis.shutdown() }
-        let gateway = Gateway(config: config, redis: redis)
+        let gateway = Gateway(config: config, redis: redis, metrics: metricsRegistry)
         let worker = WorkerService(config: config, redis: redis)
         Logger(label: "tether").info(
             "serving on http://\(config.http.host):\(config.http.port) with \(config.workers.concurrency) worker slots, Redis \(RedisConfiguration.redacted(config.redis.url))"
@@ -129,7 +134,7 @@ struct GatewayCommand: AsyncParsableCommand {
         let config = try options.load()
         let redis = try options.redis(config, name: "tether-gateway")
         defer { redis.shutdown() }
-        try await Gateway(config: config, redis: redis).makeApplication().runService()
+        try await Gateway(config: config, redis: redis, metrics: metricsRegistry).makeApplication().runService()
     }
 }
 
@@ -142,10 +147,16 @@ struct WorkerCommand: AsyncParsableCommand {
         let config = try options.load()
         let redis = try options.redis(config, name: "tether-worker")
         defer { redis.shutdown() }
+        var services: [any Service] = [WorkerService(config: config, redis: redis)]
+        if config.workers.metricsPort > 0 {
+            services.append(
+                MetricsEndpoint.application(
+                    registry: metricsRegistry, host: config.http.host, port: config.workers.metricsPort))
+        }
         let group = ServiceGroup(
             configuration: .init(
-                services: [WorkerService(config: config, redis: redis)], gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: Logger(label: "tether.worker")))
+                services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "tether.worker")
+            ))
         try await group.run()
     }
 }

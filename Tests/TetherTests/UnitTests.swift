@@ -3,7 +3,8 @@ import NIOCore
 import Testing
 import TetherCore
 import TetherGateway
-import TetherWorker
+
+@testable import TetherWorker
 
 @Suite("Units", .timeLimit(.minutes(2)))
 struct UnitTests {
@@ -93,6 +94,18 @@ struct UnitTests {
             toolCalls: [("send_email", ["to": "a@b.co"], .denied("Not now: budget freeze."))])
         #expect(model.respond(denied).text == "I did not send the email. You declined: Not now: budget freeze.")
         #expect(DemoModel.tokens("a b  c") == ["a ", "b ", " ", "c"])
+        // A conversation's earlier exchange (a call and its result) is not this request's: a new message gets a
+        // new answer, not the old call's report.
+        let call = ToolCallRecord(id: "c1", name: "get_time", arguments: "{}", input: [:])
+        let request = ModelRequest(
+            executionID: "exec_1", model: AgentDefinition.Model(provider: .demo, name: "demo"), system: nil,
+            items: [
+                .user("what time is it"), .assistant(text: "", toolCalls: [call]),
+                .toolResult(toolCallId: "c1", toolName: "get_time", result: .output(["utc": "noon"])),
+                .assistant(text: "It is noon.", toolCalls: []), .user("hello"),
+            ], tools: [])
+        #expect(DemoProvider.context(request).toolCalls.isEmpty)
+        #expect(model.respond(DemoProvider.context(request)).text.hasPrefix("Hello!"))
     }
 
     @Test func aTextDeltaRendersAsItsPayloadWould() {

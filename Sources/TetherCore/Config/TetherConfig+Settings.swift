@@ -66,6 +66,8 @@ extension TetherConfig {
             Setting("workers.concurrency", env: "TETHER_WORKERS", .integer(\.workers.concurrency, 1...100_000)),
             Setting("workers.leaseSeconds", env: "TETHER_LEASE_SECONDS", .number(\.workers.leaseSeconds, 0.1...3600)),
             Setting(
+                "workers.metricsPort", env: "TETHER_WORKER_METRICS_PORT", .integer(\.workers.metricsPort, 0...65535)),
+            Setting(
                 "demo.tokenDelayMilliseconds", env: "TETHER_DEMO_TOKEN_DELAY_MS",
                 .integer(\.demo.tokenDelayMilliseconds, 0...60_000)),
         ]

@@ -74,6 +74,9 @@ public struct TetherConfig: Sendable, Equatable {
         public var concurrency: Int = 32
         /// Seconds without renewal after which another worker takes an execution over.
         public var leaseSeconds: Double = 30
+        /// The port of `tether worker`'s own `/metrics` listener, on `http.host` (0: none; `tether serve` has the
+        /// gateway's).
+        public var metricsPort: Int = 0
         /// Makes the defaults.
         public init() {}
     }

@@ -29,14 +29,13 @@ extension ExecutionStore {
     public func park(
         _ id: String, fence: Int, jobEntryID: String, deadline: Int64, toolCallIDs: [String]
     ) async throws -> ParkOutcome {
+        let now = Identifiers.nowMilliseconds()
         let arguments: [any RedisArgument] =
-            [
-                fence, keys.jobsGroup, jobEntryID, deadline, id,
-                Identifiers.isoTimestamp(milliseconds: Identifiers.nowMilliseconds()),
-            ] + toolCallIDs.map { $0 as any RedisArgument }
+            [fence, keys.jobsGroup, jobEntryID, deadline, id, Identifiers.isoTimestamp(milliseconds: now), now]
+            + toolCallIDs.map { $0 as any RedisArgument }
         do {
             let reply = try await redis.run(
-                Scripts.park, keys: [keys.meta(id), keys.approvals(id), keys.jobs, keys.deadlines],
+                Scripts.park, keys: [keys.meta(id), keys.approvals(id), keys.jobs, keys.deadlines, keys.waiting],
                 arguments: arguments)
             return reply.string == "DECIDED" ? .decided : .parked
         } catch let error as RedisError where error.code == .serverError {
@@ -70,5 +69,17 @@ extension ExecutionStore {
         let reply = try await redis.send("HMGET", keys.checkpoint(id), "state", "through").array ?? []
         guard reply.count == 2, let state = reply[0].string, let through = reply[1].string else { return nil }
         return (state, through)
+    }
+}
+
+extension ExecutionStore {
+    /// How many executions are parked waiting for a decision (the deployment's), and since when the oldest of them
+    /// waits (ms since the epoch), from the waiting set.
+    public func waiting() async throws -> (count: Int, oldestSince: Int64?) {
+        let replies = try await redis.send(batch: [
+            RedisCommand("ZCARD", keys.waiting), RedisCommand("ZRANGE", keys.waiting, 0, 0, "WITHSCORES"),
+        ])
+        let oldest = replies[1].array.flatMap { $0.count == 2 ? $0[1].string.flatMap { Double($0) } : nil }
+        return (replies[0].int ?? 0, oldest.map { Int64($0) })
     }
 }

@@ -100,7 +100,9 @@ public struct ExecutionStore: Sendable {
             default: return .foreign
             }
         }
-        return .created(firstEventID: try reply.requireString())
+        let first = try reply.requireString()
+        TetherMetrics.eventsAppended.increment()
+        return .created(firstEventID: first)
     }
 
     /// The first `count` items of a conversation's history (JSON, oldest first).
@@ -199,12 +201,15 @@ public struct ExecutionStore: Sendable {
         ]
         do {
             let reply = try await redis.run(
-                Scripts.decide, keys: [keys.meta(id), keys.events(id), keys.approvals(id), keys.jobs, keys.deadlines],
+                Scripts.decide,
+                keys: [keys.meta(id), keys.events(id), keys.approvals(id), keys.jobs, keys.deadlines, keys.waiting],
                 arguments: [
                     toolCallID, approved ? "true" : "false", decision.rendered, event.rendered, iso, Int64(now),
                     keys.tail(id), maxLength, id,
                 ])
-            return reply.string == "REPEATED" ? .repeated : .recorded
+            if reply.string == "REPEATED" { return .repeated }
+            TetherMetrics.eventsAppended.increment()
+            return .recorded
         } catch let error as RedisError where error.code == .serverError {
             switch error.serverErrorPrefix {
             case "NOTFOUND": return .executionNotFound
@@ -227,12 +232,18 @@ public struct ExecutionStore: Sendable {
         do {
             let reply = try await redis.run(
                 Scripts.cancel,
-                keys: [keys.meta(id), keys.events(id), keys.approvals(id), keys.deadlines, keys.checkpoint(id)],
+                keys: [
+                    keys.meta(id), keys.events(id), keys.approvals(id), keys.deadlines, keys.checkpoint(id),
+                    keys.waiting,
+                ],
                 arguments: [
                     error.rendered, finish.rendered, Identifiers.isoTimestamp(milliseconds: now), Int64(now),
                     keys.tail(id), keys.control(id), maxLength, retentionSeconds, id,
                 ])
-            return reply.string == "ALREADY" ? .alreadyCancelled : .cancelled
+            if reply.string == "ALREADY" { return .alreadyCancelled }
+            TetherMetrics.eventsAppended.increment(by: 2)
+            TetherMetrics.executionsFinished(ExecutionStatus.cancelled.rawValue).increment()
+            return .cancelled
         } catch let error as RedisError where error.code == .serverError {
             switch error.serverErrorPrefix {
             case "NOTFOUND": return .executionNotFound
@@ -266,13 +277,24 @@ public struct ExecutionStore: Sendable {
         -> Appended
     {
         guard !events.isEmpty else { return Appended(previous: "", ids: []) }
+        let appended: Appended
         do {
-            return try Self.appendedIDs(
+            appended = try Self.appendedIDs(
                 try await redis.run(
                     Scripts.append, keys: appendKeys(id),
                     arguments: appendArguments(id, fence, events, checkpoint: checkpoint)))
         } catch {
             throw Self.appendError(error)
+        }
+        Self.count(events)
+        return appended
+    }
+
+    /// Counts appended events, and the executions they finish, in the metrics.
+    private static func count(_ events: [NewEvent]) {
+        TetherMetrics.eventsAppended.increment(by: Int64(events.count))
+        for event in events where event.type == .finish {
+            TetherMetrics.executionsFinished(event.status?.rawValue ?? "unknown").increment()
         }
     }
 
@@ -288,6 +310,7 @@ public struct ExecutionStore: Sendable {
         reply.whenComplete { result in
             do {
                 promise.succeed(try Self.appendedIDs(result.get()))
+                Self.count(events)
             } catch {
                 promise.fail(Self.appendError(error))
             }

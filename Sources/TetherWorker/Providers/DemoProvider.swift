@@ -40,13 +40,17 @@ public struct DemoProvider: ModelProvider {
         }
     }
 
-    /// What the demo model looks at: the last user text and the calls made so far with their results.
+    /// What the demo model looks at: the last user text and the calls made since it, with their results.
     static func context(_ request: ModelRequest) -> ModelContext {
         var messages: [JSON] = []
         var calls: [(name: String, input: JSON, result: ToolResult)] = []
         for item in request.items {
             switch item {
-            case .user(let content): messages.append(["role": "user", "content": content])
+            case .user(let content):
+                messages.append(["role": "user", "content": content])
+                // The calls the model looks at are this request's: those of an earlier exchange of the
+                // conversation were answered then.
+                calls = []
             case .system(let text): messages.append(["role": "system", "content": .string(text)])
             case .assistant: break
             case .toolResult(let id, let name, let result):

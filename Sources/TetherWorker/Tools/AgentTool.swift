@@ -50,6 +50,14 @@ public enum ToolOutcome: Sendable, Equatable {
     case output(JSON)
     /// The tool failed; the message goes to the model as `tool-output-error`.
     case failure(String)
+
+    /// The outcome label of `tether_tool_calls_total`.
+    var metricsOutcome: String {
+        switch self {
+        case .output: "output"
+        case .failure: "error"
+        }
+    }
 }
 
 /// A tool the agent can call: a built-in one, an HTTP endpoint (``HTTPTool``), or an MCP server's tool.
