@@ -27,6 +27,9 @@ public struct Keys: Sendable, Hashable {
     public var deadlines: String { "\(prefix):deadlines" }
     /// Sorted set: the same parked executions, scored by when they parked (ms): how many wait, and for how long.
     public var waiting: String { "\(prefix):waiting" }
+    /// Hash: each running worker process's status (``WorkerStatus`` JSON), by its consumer name, rewritten every
+    /// 2 s; `tether top` reads it.
+    public var workers: String { "\(prefix):workers" }
     /// Stream + consumer group: one entry per execution to run.
     public var jobs: String { "\(prefix):jobs" }
     /// The consumer group of the workers on ``jobs``.

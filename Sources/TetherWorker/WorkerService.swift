@@ -80,30 +80,59 @@ public final class WorkerService: Service, Sendable {
                 try await withThrowingDiscardingTaskGroup { group in
                     group.addTask { await self.renewLeases() }
                     group.addTask { await self.deadlines.run() }
-                    group.addTask { await self.sampleWaiting() }
+                    group.addTask { await self.reportStatus() }
                     await self.readLoop(group: &group)
                     group.cancelAll()
                 }
             }
         } catch {
             await stopServers()
+            await withdrawStatus()
             throw error
         }
         await stopServers()
+        await withdrawStatus()
     }
 
-    /// Keeps the waiting gauges (`tether_executions_waiting`, `tether_oldest_waiting_seconds`) current: every 5 s,
-    /// from the waiting set (the deployment's, so every worker reports the same).
-    private func sampleWaiting() async {
+    /// Every 2 s: writes this worker's status to `…:workers` (for `tether top`), drops the statuses of workers silent
+    /// for a minute, and samples the waiting gauges (`tether_executions_waiting`, `tether_oldest_waiting_seconds`)
+    /// from the waiting set (the deployment's: every worker reports the same).
+    private func reportStatus() async {
         TetherMetrics.workerSlots.set(concurrency)
+        let started = Identifiers.nowMilliseconds()
+        var tick = 0
         while !Task.isCancelled {
+            let now = Identifiers.nowMilliseconds()
+            let counters = store.counters
+            let status = WorkerStatus(
+                consumer: consumer, slots: concurrency, busy: activeCount,
+                events: counters.events.load(ordering: .relaxed),
+                completed: counters.completed.load(ordering: .relaxed),
+                failed: counters.failed.load(ordering: .relaxed), startedAt: started, at: now)
+            _ = try? await store.redis.send("HSET", store.keys.workers, consumer, status.json.rendered)
+            if tick % 30 == 0 { await pruneStatuses(now: now) }
             if let (count, oldest) = try? await store.waiting() {
                 TetherMetrics.executionsWaiting.set(count)
-                let age = oldest.map { Double(max(0, Identifiers.nowMilliseconds() - $0)) / 1000 } ?? 0
-                TetherMetrics.oldestWaiting.set(age)
+                TetherMetrics.oldestWaiting.set(oldest.map { Double(max(0, now - $0)) / 1000 } ?? 0)
             }
-            try? await Task.sleep(for: .seconds(5))
+            tick += 1
+            try? await Task.sleep(for: .seconds(2))
         }
+    }
+
+    /// Drops the statuses of workers silent for a minute (killed ones never withdraw theirs).
+    private func pruneStatuses(now: Int64) async {
+        guard let pairs = try? await store.redis.send("HGETALL", store.keys.workers).array else { return }
+        for index in stride(from: 0, to: pairs.count - 1, by: 2) {
+            guard let name = pairs[index].string, let text = pairs[index + 1].string else { continue }
+            if let status = WorkerStatus(consumer: name, json: text), now - status.at < 60_000 { continue }
+            _ = try? await store.redis.send("HDEL", store.keys.workers, name)
+        }
+    }
+
+    /// Takes this worker's status out of `…:workers` as it stops.
+    private func withdrawStatus() async {
+        _ = await Task { [store, consumer] in try? await store.redis.send("HDEL", store.keys.workers, consumer) }.value
     }
 
     /// Stops the MCP servers this worker started.

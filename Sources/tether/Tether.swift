@@ -58,7 +58,8 @@ struct Tether: AsyncParsableCommand {
         commandName: "tether",
         abstract: "Durable AI agent executions streamed over server-sent events, with Redis as the source of truth.",
         subcommands: [
-            Serve.self, GatewayCommand.self, WorkerCommand.self, KeysCommand.self, InspectCommand.self, Bench.self,
+            Serve.self, GatewayCommand.self, WorkerCommand.self, KeysCommand.self, InspectCommand.self, TopCommand.self,
+            Bench.self,
         ]
     )
 }

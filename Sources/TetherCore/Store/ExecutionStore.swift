@@ -11,6 +11,8 @@ public struct ExecutionStore: Sendable {
     public let maxLength: Int
     /// Seconds keys live after the execution finished.
     public let retentionSeconds: Int
+    /// What this store appended (shared by its copies).
+    public let counters = StoreCounters()
 
     /// Makes a store.
     public init(redis: RedisClient, keys: Keys, maxLength: Int = 100_000, retentionSeconds: Int = 604_800) {
@@ -101,7 +103,7 @@ public struct ExecutionStore: Sendable {
             }
         }
         let first = try reply.requireString()
-        TetherMetrics.eventsAppended.increment()
+        counters.appended(1)
         return .created(firstEventID: first)
     }
 
@@ -208,7 +210,7 @@ public struct ExecutionStore: Sendable {
                     keys.tail(id), maxLength, id,
                 ])
             if reply.string == "REPEATED" { return .repeated }
-            TetherMetrics.eventsAppended.increment()
+            counters.appended(1)
             return .recorded
         } catch let error as RedisError where error.code == .serverError {
             switch error.serverErrorPrefix {
@@ -241,8 +243,7 @@ public struct ExecutionStore: Sendable {
                     keys.tail(id), keys.control(id), maxLength, retentionSeconds, id,
                 ])
             if reply.string == "ALREADY" { return .alreadyCancelled }
-            TetherMetrics.eventsAppended.increment(by: 2)
-            TetherMetrics.executionsFinished(ExecutionStatus.cancelled.rawValue).increment()
+            counters.appended(2, finished: [ExecutionStatus.cancelled.rawValue])
             return .cancelled
         } catch let error as RedisError where error.code == .serverError {
             switch error.serverErrorPrefix {
@@ -286,16 +287,14 @@ public struct ExecutionStore: Sendable {
         } catch {
             throw Self.appendError(error)
         }
-        Self.count(events)
+        count(events)
         return appended
     }
 
-    /// Counts appended events, and the executions they finish, in the metrics.
-    private static func count(_ events: [NewEvent]) {
-        TetherMetrics.eventsAppended.increment(by: Int64(events.count))
-        for event in events where event.type == .finish {
-            TetherMetrics.executionsFinished(event.status?.rawValue ?? "unknown").increment()
-        }
+    /// Counts appended events, and the executions they finish.
+    private func count(_ events: [NewEvent]) {
+        counters.appended(
+            events.count, finished: events.filter { $0.type == .finish }.map { $0.status?.rawValue ?? "unknown" })
     }
 
     /// ``append(_:fence:events:checkpoint:)`` without a checkpoint and without suspending the caller, for code driven
@@ -307,10 +306,10 @@ public struct ExecutionStore: Sendable {
         }
         let reply = redis.submit(Scripts.append, keys: appendKeys(id), arguments: appendArguments(id, fence, events))
         let promise = reply.eventLoop.makePromise(of: Appended.self)
-        reply.whenComplete { result in
+        reply.whenComplete { [self] result in
             do {
                 promise.succeed(try Self.appendedIDs(result.get()))
-                Self.count(events)
+                count(events)
             } catch {
                 promise.fail(Self.appendError(error))
             }
