@@ -184,13 +184,7 @@ public final class RedisClient: Sendable {
         let start = ContinuousClock.now
         let reply = connection.submit(command)
         let promise = reply.eventLoop.makePromise(of: RESPValue.self)
-        promise.futureResult.whenComplete { result in
-            if case .failure(let error) = result {
-                RedisMetrics.record(command.name, since: start, error: error)
-            } else {
-                RedisMetrics.record(command.name, since: start, error: nil)
-            }
-        }
+        // Recorded here when answered here; a command sent again (sendInTask) is recorded by send or run.
         reply.whenComplete { result in
             self.pool.releaseShared(connection)
             switch result {
@@ -199,15 +193,18 @@ public final class RedisClient: Sendable {
                 if script != nil, error.serverErrorPrefix == "NOSCRIPT" {
                     promise.completeWith(self.sendInTask(command, script: script))
                 } else {
+                    RedisMetrics.record(command.name, since: start, error: error)
                     promise.fail(error)
                 }
             case .success(let value):
+                RedisMetrics.record(command.name, since: start, error: nil)
                 promise.succeed(value)
             case .failure(let failure):
                 let error = RedisConnection.redisError(failure)
                 if error.code == .connectionClosed, !error.commandMayHaveRun {
                     promise.completeWith(self.sendInTask(command, script: script))
                 } else {
+                    RedisMetrics.record(command.name, since: start, error: error)
                     promise.fail(error)
                 }
             }

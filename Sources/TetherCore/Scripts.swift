@@ -4,13 +4,13 @@ import RedisKit
 /// Errors are returned as `PREFIX message` so callers can tell them apart.
 public enum Scripts {
     /// What several scripts need, put before each of their sources: `terminal(status)`, and `unpark(…)`, which takes a
-    /// parked execution out of the deadline and waiting sets and, when asked, queues its job again (see ``park``).
+    /// parked execution out of the deadline set and, when asked, queues its job again (see ``park``). The waiting set
+    /// is left to the scripts: an execution stays in it while any of its requests is undecided.
     static let prelude = """
         local function terminal(status) return status == 'completed' or status == 'failed' or status == 'cancelled' end
-        local function unpark(meta, deadlines, waiting, jobs, id, requeue)
+        local function unpark(meta, deadlines, jobs, id, requeue)
             if redis.call('HDEL', meta, 'parked') == 0 then return false end
             redis.call('ZREM', deadlines, id)
-            redis.call('ZREM', waiting, id)
             if requeue then redis.call('XADD', jobs, '*', 'executionId', id) end
             return true
         end
@@ -130,8 +130,8 @@ public enum Scripts {
 
     /// Records a human decision on a tool call, once, then announces it on the tail channel.
     ///
-    /// KEYS: meta, events, approvals, jobs, deadlines, waiting. ARGV: toolCallId, approved ('true'|'false'), decisionJSON,
-    /// eventData, nowISO, nowMs, tailChannel, maxLength, executionId.
+    /// KEYS: meta, events, approvals, jobs, deadlines, waiting. ARGV: toolCallId, approved ('true'|'false'),
+    /// decisionJSON, eventData, nowISO, nowMs, tailChannel, maxLength, executionId.
     /// Returns `RECORDED` or `REPEATED` (the same decision again). Errors: `NOTFOUND` (no execution),
     /// `NOTOOLCALL` (no such approval request), `CONFLICT` (the other decision was recorded), `FINISHED`.
     /// When no request is left undecided, the status moves from `suspended` back to `running`. A parked execution
@@ -175,7 +175,9 @@ public enum Scripts {
         meta[#meta + 1] = 'lastEventId'
         meta[#meta + 1] = id
         redis.call('HSET', KEYS[1], unpack(meta))
-        unpark(KEYS[1], KEYS[5], KEYS[6], KEYS[4], ARGV[9], true)
+        -- Waiting for a human until nothing is undecided, parked or not (a re-park keeps the first time).
+        if undecided == 0 then redis.call('ZREM', KEYS[6], ARGV[9]) end
+        unpark(KEYS[1], KEYS[5], KEYS[4], ARGV[9], true)
         redis.call('PUBLISH', ARGV[7], previous .. string.char(30) .. id .. string.char(31)
             .. 'tool-approval-response' .. string.char(31) .. ARGV[6] .. string.char(31) .. newStatus .. string.char(31)
             .. ARGV[4])
@@ -187,9 +189,9 @@ public enum Scripts {
     /// the deadline set, the retention clock starts, and the control channel tells the worker that runs it (if any)
     /// to stop.
     ///
-    /// KEYS: meta, events, approvals, deadlines, checkpoint, waiting. ARGV: errorData, finishData, nowISO, nowMs, tailChannel,
-    /// controlChannel, maxLength, retentionSeconds, executionId. Returns `CANCELLED` or `ALREADY` (it was cancelled
-    /// before). Errors: `NOTFOUND`, `FINISHED` (it completed or failed).
+    /// KEYS: meta, events, approvals, deadlines, checkpoint, waiting. ARGV: errorData, finishData, nowISO, nowMs,
+    /// tailChannel, controlChannel, maxLength, retentionSeconds, executionId. Returns `CANCELLED` or `ALREADY` (it was
+    /// cancelled before). Errors: `NOTFOUND`, `FINISHED` (it completed or failed).
     public static let cancel = withPrelude(
         """
         local m = redis.call('HMGET', KEYS[1], 'status', 'lastEventId')
@@ -202,7 +204,8 @@ public enum Scripts {
         redis.call('HSET', KEYS[1], 'status', 'cancelled', 'updatedAt', ARGV[3], 'lastEventId', f, 'error', ARGV[1])
         redis.call('HDEL', KEYS[1], 'forwardedHeaders')
         redis.call('DEL', KEYS[5])
-        unpark(KEYS[1], KEYS[4], KEYS[6], nil, ARGV[9], false)
+        redis.call('ZREM', KEYS[6], ARGV[9])
+        unpark(KEYS[1], KEYS[4], nil, ARGV[9], false)
         local ttl = tonumber(ARGV[8])
         redis.call('EXPIRE', KEYS[1], ttl)
         redis.call('EXPIRE', KEYS[2], ttl)
@@ -255,12 +258,16 @@ public enum Scripts {
     /// there is none (its requests are decided, its execution ended or is gone), unless it changed since the claim
     /// (the execution was decided, unparked and parked again meanwhile).
     ///
-    /// KEYS: deadlines. ARGV: executionId, the claim's score, the new score ('' to drop). Returns 1 when it changed.
+    /// KEYS: deadlines, waiting. ARGV: executionId, the claim's score, the new score ('' to drop: from the waiting set
+    /// too). Returns 1 when it changed.
     public static let settleDeadline = RedisScript(
         """
         local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
         if not score or tonumber(score) ~= tonumber(ARGV[2]) then return 0 end
-        if ARGV[3] == '' then return redis.call('ZREM', KEYS[1], ARGV[1]) end
+        if ARGV[3] == '' then
+            redis.call('ZREM', KEYS[2], ARGV[1])
+            return redis.call('ZREM', KEYS[1], ARGV[1])
+        end
         redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
         return 1
         """)

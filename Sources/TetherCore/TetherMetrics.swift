@@ -5,28 +5,28 @@ import Synchronization
 /// serves the text format). docs/operations.md lists them with their labels.
 public enum TetherMetrics {
     /// `tether_executions_created_total`: executions created (not idempotent replays).
-    public static var executionsCreated: Counter { counter("tether_executions_created_total") }
+    public static let executionsCreated = Counter(label: "tether_executions_created_total")
     /// `tether_executions_finished_total{status}`: executions that reached a final status.
     public static func executionsFinished(_ status: String) -> Counter {
         counter("tether_executions_finished_total", [("status", status)])
     }
     /// `tether_events_appended_total`: events appended to execution logs.
-    public static var eventsAppended: Counter { counter("tether_events_appended_total") }
+    public static let eventsAppended = Counter(label: "tether_events_appended_total")
     /// `tether_events_delivered_total`: events written to SSE clients (one per client).
-    public static var eventsDelivered: Counter { counter("tether_events_delivered_total") }
+    public static let eventsDelivered = Counter(label: "tether_events_delivered_total")
     /// `tether_sse_clients`: SSE streams open now.
-    public static var sseClients: Meter { meter("tether_sse_clients") }
+    public static let sseClients = Meter(label: "tether_sse_clients")
     /// `tether_event_delivery_seconds`: from an event's append to its write to a live client (histogram).
-    public static var deliveryLatency: Timer { timer("tether_event_delivery_seconds") }
+    public static let deliveryLatency = Timer(label: "tether_event_delivery_seconds")
     /// `tether_worker_slots` and `tether_worker_slots_busy`: a worker process's slots, and those running an
     /// execution.
-    public static var workerSlots: Meter { meter("tether_worker_slots") }
+    public static let workerSlots = Meter(label: "tether_worker_slots")
     /// See ``workerSlots``.
-    public static var workerSlotsBusy: Meter { meter("tether_worker_slots_busy") }
+    public static let workerSlotsBusy = Meter(label: "tether_worker_slots_busy")
     /// `tether_executions_waiting`: executions parked waiting for a human decision (all of the deployment's).
-    public static var executionsWaiting: Meter { meter("tether_executions_waiting") }
+    public static let executionsWaiting = Meter(label: "tether_executions_waiting")
     /// `tether_oldest_waiting_seconds`: how long the longest-waiting of them has waited.
-    public static var oldestWaiting: Meter { meter("tether_oldest_waiting_seconds") }
+    public static let oldestWaiting = Meter(label: "tether_oldest_waiting_seconds")
     /// `tether_model_request_seconds{provider}`: a model turn, from request to its last chunk (histogram).
     public static func modelRequest(_ provider: String) -> Timer {
         timer("tether_model_request_seconds", [("provider", provider)])
@@ -60,8 +60,8 @@ public enum TetherMetrics {
         ],
     ]
 
-    // Each metric is made once (asking the factory per use costs a lookup under its lock) and after bootstrap
-    // (a metric made before it would stay a no-op).
+    // Each metric is made once, after bootstrap (a metric made before it would stay a no-op): the label-free ones
+    // are lazy statics (made on first use), the labelled ones are kept by label values.
 
     private struct Key: Hashable {
         var label: String
@@ -82,10 +82,6 @@ public enum TetherMetrics {
 
     private static func counter(_ label: String, _ dimensions: [(String, String)] = []) -> Counter {
         cached(label, dimensions) { Counter(label: label, dimensions: dimensions) }
-    }
-
-    private static func meter(_ label: String) -> Meter {
-        cached(label, []) { Meter(label: label) }
     }
 
     private static func timer(_ label: String, _ dimensions: [(String, String)] = []) -> Timer {

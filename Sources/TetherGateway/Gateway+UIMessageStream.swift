@@ -11,12 +11,7 @@ extension Gateway {
         _ request: Request, _ context: GatewayRequestContext, _ record: ExecutionRecord, _ cursor: Cursor
     ) async throws -> Response {
         let events = try await store.allEvents(record.id)
-        var counter = UIMessageRenderer(executionID: record.id)
-        var chunks = 0
-        for event in events {
-            chunks += counter.chunks(event).count
-            if event.isFinal { break }
-        }
+        let trimmed = events.first.map { $0.type != EventType.started.rawValue } ?? false
         let resume: UIMessageRenderer.Resume
         if let after = cursor.after {
             // No client has a chunk after the newest one: read it as "has everything so far".
@@ -25,9 +20,19 @@ extension Gateway {
             } else {
                 resume = .after(after.id, sub: after.sub)
             }
-        } else if let start = cursor.startIndex {
-            resume = .index(start < 0 ? max(0, chunks + start) : start)
+        } else if let start = cursor.startIndex, !trimmed {
+            if start < 0 {
+                // Counted from the end: the number of chunks first (a render that writes nothing).
+                var counter = UIMessageRenderer(executionID: record.id, resume: .index(.max))
+                var nothing = ByteBuffer()
+                for event in events { counter.append(event, to: &nothing) }
+                resume = .index(max(0, counter.index + start))
+            } else {
+                resume = .index(start)
+            }
         } else {
+            // From the start; and when the log was trimmed, an index cannot be placed: the kept log again, after a
+            // data-gap (duplicates rather than a silent hole).
             resume = .none
         }
         var renderer = UIMessageRenderer(executionID: record.id, resume: resume)
@@ -37,10 +42,18 @@ extension Gateway {
             renderer.append(event, to: &preamble)
             complete = event.isFinal
         }
+        if complete, case .index(let start) = resume, start > renderer.index {
+            // The client counts more chunks than the execution has (a log rendered otherwise): give it the final
+            // chunk again rather than a bare [DONE], after which WorkflowChatTransport would ask again at once.
+            renderer = UIMessageRenderer(executionID: record.id, resume: .index(renderer.index - 1))
+            preamble.clear()
+            for event in events { renderer.append(event, to: &preamble) }
+        }
+        TetherMetrics.eventsDelivered.increment(by: Int64(events.count))
         var headers = Self.sseHeaders
         headers[.workflowRunID] = record.id
         headers[.uiMessageStream] = "v1"
-        headers[.workflowStreamTailIndex] = String(chunks - 1)
+        headers[.workflowStreamTailIndex] = String(renderer.index - 1)
         return streamResponse(
             request, context, id: record.id, renderer: renderer, after: events.last?.position, preamble: preamble,
             complete: complete, headers: headers)

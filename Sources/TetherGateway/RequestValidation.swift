@@ -39,9 +39,14 @@ public enum RequestValidation {
         }
         guard !messages.isEmpty else { throw .badRequest("invalid_messages", "messages must not be empty") }
         var normalized: [JSON] = []
+        var empty: [JSON] = []
         for (index, message) in messages.enumerated() {
-            normalized.append(try normalizedMessage(message, at: "messages[\(index)]"))
+            let (message, isEmpty) = try normalizedMessage(message, at: "messages[\(index)]")
+            if isEmpty { empty.append(message) } else { normalized.append(message) }
         }
+        // A UI message with no text (an assistant's tool or data parts) gives a model nothing to read (Anthropic
+        // refuses empty content): left out, unless nothing else is there.
+        if normalized.isEmpty { normalized = empty }
 
         var conversationId: String?
         if let value = object["conversationId"], value != .null {
@@ -94,15 +99,16 @@ public enum RequestValidation {
     }
 
     /// A message as the worker reads it: `{role, content}` as sent, or an AI SDK UI message (`{id, role, parts}`)
-    /// made into one.
-    private static func normalizedMessage(_ message: JSON, at path: String) throws(APIError) -> JSON {
+    /// made into one; and whether it is a UI message with no text.
+    private static func normalizedMessage(_ message: JSON, at path: String) throws(APIError) -> (JSON, Bool) {
         if case .object(let fields) = message, fields["content"] == nil || fields["content"] == .null,
             let parts = fields["parts"]
         {
-            return try uiMessage(role: fields["role"], parts: parts, at: path)
+            let converted = try uiMessage(role: fields["role"], parts: parts, at: path)
+            return (converted, converted["content"] == "")
         }
         try validateMessage(message, at: path)
-        return message
+        return (message, false)
     }
 
     /// An AI SDK UI message as `{role, content}`: its text parts, and a user's image files. The other parts (steps,

@@ -126,14 +126,12 @@ extension Gateway {
         return (buffer, false)
     }
 
-    /// The delivery latency of live events just written: from their append (their timestamp, Redis's clock in
-    /// milliseconds) to now.
+    /// The delivery latency of a batch of live events just written, once per batch (not per event: the histogram
+    /// takes a lock): from the append of its oldest event (its timestamp, the appender's clock in milliseconds) to
+    /// now.
     static func recordDelivery(_ events: [StoredEvent]) {
-        let now = Identifiers.nowMilliseconds()
-        let timer = TetherMetrics.deliveryLatency
-        for event in events {
-            timer.recordMilliseconds(max(0, now - event.timestamp))
-        }
+        guard let oldest = events.first else { return }
+        TetherMetrics.deliveryLatency.recordMilliseconds(max(0, Identifiers.nowMilliseconds() - oldest.timestamp))
     }
 }
 

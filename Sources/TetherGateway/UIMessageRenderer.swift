@@ -29,6 +29,9 @@ public struct UIMessageRenderer: Sendable {
 
     /// Whether the first entry has been seen (a log whose first entry is not `execution-started` was trimmed).
     private var begun = false
+    /// A trimmed log's `start` and `data-gap`, written before its first kept entry's chunks, without ids (they
+    /// belong to no entry: which entry is first moves as the log is trimmed).
+    private var prefix: [String] = []
     private var stepOpen = false
     /// Text parts opened in the current step, in order.
     private var openText: [String] = []
@@ -54,6 +57,15 @@ public struct UIMessageRenderer: Sendable {
     /// event's.
     public mutating func append(_ event: StoredEvent, to buffer: inout ByteBuffer) {
         let chunks = chunks(event)
+        for chunk in prefix {
+            defer { index += 1 }
+            if case .after(let cursor, _) = resume, let position = event.position, cursor >= position { continue }
+            if case .index(let start) = resume, index < start { continue }
+            buffer.writeString("data: ")
+            buffer.writeString(chunk)
+            buffer.writeString("\n\n")
+        }
+        prefix = []
         for (sub, chunk) in chunks.enumerated() {
             defer { index += 1 }
             guard isWanted(event, sub: sub) else { continue }
@@ -88,12 +100,16 @@ public struct UIMessageRenderer: Sendable {
         }
         if !begun {
             begun = true
-            out.append(Self.chunk("start", ("messageId", JSON.quoted(executionID))))
-            if event.type != EventType.started.rawValue {
+            let start = Self.chunk("start", ("messageId", JSON.quoted(executionID)))
+            if event.type == EventType.started.rawValue {
+                out.append(start)
+            } else {
                 // The log was trimmed (`streams.maxLength`): say so, then render what is kept.
-                out.append(
+                prefix = [
+                    start,
                     Self.chunk(
-                        "data-gap", ("data", "{\"type\":\"gap\",\"resumeFrom\":" + JSON.quoted(event.id) + "}")))
+                        "data-gap", ("data", "{\"type\":\"gap\",\"resumeFrom\":" + JSON.quoted(event.id) + "}")),
+                ]
             }
         }
         switch event.type {
@@ -131,6 +147,8 @@ public struct UIMessageRenderer: Sendable {
             out.append(Self.chunk("tool-input-delta", ("toolCallId", id), ("inputTextDelta", fragment)))
         case EventType.toolCall.rawValue:
             openStep(into: &out)
+            // Text after the call is a part of its own, below the call.
+            closeText(into: &out)
             let id = raw("toolCallId")
             knownTools.insert(id)
             out.append(
@@ -163,14 +181,7 @@ public struct UIMessageRenderer: Sendable {
             }
         case EventType.turnAborted.rawValue:
             closeText(into: &out)
-            // Calls whose input was still streaming will not get it: end their parts.
-            for id in streamingTools.keys.sorted() {
-                out.append(
-                    Self.chunk(
-                        "tool-output-error", ("toolCallId", id),
-                        ("errorText", JSON.quoted("the turn was cut short and is redone"))))
-            }
-            streamingTools = [:]
+            closeStreamingTools("the turn was cut short and is redone", into: &out)
             out.append(Self.dataChunk("turn-aborted", id: raw("turnId"), data: data))
             closeStep(into: &out)
         case EventType.approvalRequest.rawValue:
@@ -200,6 +211,7 @@ public struct UIMessageRenderer: Sendable {
             }
         case EventType.error.rawValue:
             closeText(into: &out)
+            closeStreamingTools("the execution ended first", into: &out)
             // The code first: a client that stops at `error` (useChat does) still has it.
             out.append(Self.dataChunk("error", id: nil, data: data))
             if JSON.rawMember("code", in: data) == "\"cancelled\"" {
@@ -233,6 +245,14 @@ public struct UIMessageRenderer: Sendable {
         guard let status, status != lastStatus else { return }
         lastStatus = status
         out.append(Self.dataChunk("status", id: "\"status\"", data: "{\"status\":" + JSON.quoted(status) + "}"))
+    }
+
+    /// Ends the parts of calls whose input was still streaming (it will not come) with `tool-output-error`.
+    private mutating func closeStreamingTools(_ reason: String, into out: inout [String]) {
+        for id in streamingTools.keys.sorted() {
+            out.append(Self.chunk("tool-output-error", ("toolCallId", id), ("errorText", JSON.quoted(reason))))
+        }
+        streamingTools = [:]
     }
 
     private mutating func openStep(into out: inout [String]) {

@@ -144,8 +144,9 @@ public struct AgentRunner: Sendable {
                         tools: descriptors.values.sorted { $0.name < $1.name })
                 case .reject(let rejections):
                     for rejection in rejections {
-                        TetherMetrics.toolCalls(run.call(rejection.toolCallID)?.name ?? "unknown", "rejected")
-                            .increment()
+                        // The model may name a tool that does not exist: not a label value (unbounded).
+                        let name = run.call(rejection.toolCallID)?.name ?? ""
+                        TetherMetrics.toolCalls(descriptors[name] == nil ? "unknown" : name, "rejected").increment()
                     }
                     try await run.append(
                         rejections.map {

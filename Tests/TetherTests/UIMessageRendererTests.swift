@@ -176,11 +176,29 @@ struct UIMessageRendererTests {
         #expect(chunks.contains { $0.1 == #"{"type":"finish","finishReason":"other"}"# })
     }
 
-    @Test func aTrimmedLogSaysSoAndStaysValid() {
+    @Test func aTrimmedLogSaysSoStaysValidAndRendersAsTheWholeLogFromItsNextTurn() throws {
+        let all = Self.render(Self.everything.events)
         let events = Array(Self.everything.events.dropFirst(4))
         let chunks = Self.render(events)
-        #expect(Self.check(chunks) == [])
         #expect(Array(Self.types(chunks).prefix(4)) == ["start", "data-gap", "start-step", "tool-input-start"])
+        // The start and the gap belong to no entry: no id.
+        #expect(chunks[0].0 == nil && chunks[1].0 == nil)
+        #expect(Self.check(Array(chunks.dropFirst(2))) == [])
+        // The first kept entries may render otherwise (what was open before the cut is not known); from the next
+        // turn on, every chunk and its id are the whole log's.
+        let nextTurn = try #require(events.firstIndex { $0.type == EventType.turnStarted.rawValue })
+        func from(_ chunks: [(String?, String)]) -> [String] {
+            let start = chunks.firstIndex { $0.0?.hasPrefix(events[nextTurn].id + ":") == true } ?? chunks.count
+            return chunks[start...].map { ($0.0 ?? "") + " " + $0.1 }
+        }
+        #expect(!from(chunks).isEmpty)
+        #expect(from(chunks) == from(all))
+        // A client resuming inside the kept log gets exactly what follows, without the gap.
+        let firstKept = try #require(StreamID(events[0].id))
+        let resumed = Self.render(events, resume: .after(firstKept, sub: 0))
+        #expect(resumed.first?.1 == chunks[3].1)
+        // One whose cursor was trimmed away gets the gap first.
+        #expect(Self.render(events, resume: .after(StreamID("1000-1")!, sub: nil)).first?.1.contains("start") == true)
     }
 
     @Test func aVersion1LogRendersToo() {
@@ -195,8 +213,9 @@ struct UIMessageRendererTests {
         #expect(Self.check(chunks) == [])
         #expect(
             Self.types(chunks) == [
-                "start", "data-status", "start-step", "text-start", "text-delta", "tool-input-available",
-                "tool-output-available", "text-delta", "text-end", "finish-step", "data-status", "finish", "[DONE]",
+                "start", "data-status", "start-step", "text-start", "text-delta", "text-end", "tool-input-available",
+                "tool-output-available", "text-start", "text-delta", "text-end", "finish-step", "data-status", "finish",
+                "[DONE]",
             ])
     }
 

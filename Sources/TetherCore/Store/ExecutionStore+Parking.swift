@@ -60,7 +60,7 @@ extension ExecutionStore {
     /// claim (see ``Scripts/settleDeadline``).
     public func settleDeadline(_ id: String, claimEnd: Int64, next: Int64?) async throws {
         _ = try await redis.run(
-            Scripts.settleDeadline, keys: [keys.deadlines],
+            Scripts.settleDeadline, keys: [keys.deadlines, keys.waiting],
             arguments: [id, claimEnd, next.map { String($0) } ?? ""])
     }
 
