@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Chaos test of Tether: nothing lost, nothing duplicated, while processes are killed.
 
-Started by scripts/chaos (see there). Python 3 standard library only.
+Started by scripts/chaos (see there). Python 3 standard library only. The process plumbing it shares with
+scripts/playground_test.py (child processes, free ports, redis-server, the private copy of the tether binary, the
+signal handling around the run) is in scripts/tether_procs.py.
 
 In a temporary folder it starts a redis-server (append-only, fsync always, so a restart keeps everything), a fake
 OpenAI-compatible model and an HTTP tool endpoint (both threaded servers in this process), two gateways and three
@@ -24,15 +26,17 @@ import json
 import os
 import random
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tether_procs, from any working directory
+import tether_procs  # noqa: E402
+from tether_procs import ROOT, QuietHTTPServer, free_port, run_harness, short  # noqa: E402
 
 PREFIX = "chaos"
 TENANT = "chaos"
@@ -45,8 +49,6 @@ STREAM_READ_TIMEOUT = 30.0  # seconds of silence on a stream (heartbeats come ev
 DRAIN_SECONDS = 60.0  # after the chaos, how long executions may take to finish
 GATEWAYS = 2
 WORKERS = 3
-SETPRIV = shutil.which("setpriv")  # children die with us even if we are SIGKILLed (--pdeathsig)
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def now_ms():
@@ -56,31 +58,6 @@ def now_ms():
 def stream_id(text):
     ms, _, seq = text.partition("-")
     return (int(ms), int(seq or 0))
-
-
-def short(text, limit=240):
-    text = str(text).replace("\n", "\\n")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def free_port(taken):
-    chooser = random.SystemRandom()
-    for _ in range(500):
-        # Below the ephemeral range (32768+), so no outgoing connection holds it when a process is restarted on it.
-        port = chooser.randint(20000, 32000)
-        if port in taken:
-            continue
-        probe = socket.socket()
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            probe.close()
-        taken.add(port)
-        return port
-    raise RuntimeError("no free port")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -169,29 +146,16 @@ class Redis:
 # Child processes.
 
 
-class Proc:
-    """One child process, restartable, its output appended to logs/<name>.log."""
+class Proc(tether_procs.Proc):
+    """A child the chaos loop may also SIGSTOP (and SIGCONT) or kill on purpose."""
 
-    def __init__(self, harness, name, argv, env=None):
-        self.harness = harness
-        self.name = name
-        self.argv = argv
-        self.env = env
-        self.log = os.path.join(harness.tmp, "logs", name + ".log")
-        self.popen = None
-        self.starts = 0
+    def __init__(self, directory, name, argv, env=None):
+        super().__init__(directory, name, argv, env)
         self.stopped = False  # SIGSTOPped by the chaos loop
         self.down = False  # killed on purpose, a restart scheduled
 
     def start(self):
-        self.starts += 1
-        with open(self.log, "ab") as log:
-            log.write(("--- start %d at %s\n" % (self.starts, time.strftime("%H:%M:%S"))).encode())
-            log.flush()
-            argv = ([SETPRIV, "--pdeathsig", "KILL", "--"] if SETPRIV else []) + self.argv
-            self.popen = subprocess.Popen(
-                argv, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, cwd=self.harness.tmp)
+        super().start()
         self.stopped = False
         self.down = False
 
@@ -199,22 +163,9 @@ class Proc:
     def pid(self):
         return self.popen.pid if self.popen else None
 
-    def alive(self):
-        return self.popen is not None and self.popen.poll() is None
-
     def send(self, sig):
         if self.alive():
             os.kill(self.popen.pid, sig)
-
-    def kill(self):
-        if self.popen is None:
-            return
-        if self.popen.poll() is None:
-            try:
-                os.kill(self.popen.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.popen.wait()
 
     def terminate(self, timeout=10):
         if not self.alive():
@@ -230,30 +181,14 @@ class Proc:
         except subprocess.TimeoutExpired:
             self.kill()
 
-    def tail(self, lines=8, needle=None):
-        try:
-            with open(self.log, "rb") as log:
-                text = log.read().decode("utf-8", "replace").splitlines()
-        except OSError:
-            return []
-        if needle is not None:
-            text = [line for line in text if needle in line]
-        return text[-lines:]
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # The fake model (OpenAI Chat Completions, streamed as FakeProvider streams the captured fixtures) and the tool
 # endpoint.
 
 
-class QuietServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 256
-
-    def handle_error(self, request, client_address):
-        # A worker killed in the middle of a response: a broken pipe is expected.
-        pass
+class QuietServer(QuietHTTPServer):
+    request_queue_size = 256  # every worker's model and tool calls at once
 
 
 def read_body(handler):
@@ -773,17 +708,17 @@ class Violations:
         self.items.append((line, execution_id, list(extra)))
 
 
-class Harness:
+class Harness(tether_procs.Harness):
+    prog = "chaos"
+    tmp_prefix = "tether-chaos."
+    redis_key_prefix = PREFIX
+    tether_variables = {"TETHER_LEASE_SECONDS": "%g" % LEASE_SECONDS, MODEL_KEY_VARIABLE: "sk-chaos-0123456789"}
+    proc_class = Proc
+
     def __init__(self, args):
-        self.args = args
+        super().__init__(args)
         self.seed = args.seed
         self.duration = args.duration
-        self.tether = os.path.abspath(args.tether)
-        self.tmp = tempfile.mkdtemp(prefix="tether-chaos.")
-        os.makedirs(os.path.join(self.tmp, "logs"))
-        self.ports = set()
-        self.procs = []
-        self.redis_proc = None
         self.gateways = []
         self.workers = []
         self.nginx = None
@@ -799,53 +734,8 @@ class Harness:
         self.tasks = []  # heap of (monotonic time, sequence, what, callable)
         self.task_sequence = 0
         self.last_redis_restart = -1e9
-        self.redis_started_at = -1e9  # when redis-server was last started (monotonic)
 
     # -- processes ----------------------------------------------------------------------------------------------
-
-    def spawn(self, name, argv, env=None):
-        proc = Proc(self, name, argv, env)
-        self.procs.append(proc)
-        proc.start()
-        return proc
-
-    def start_redis(self):
-        directory = os.path.join(self.tmp, "redis")
-        os.makedirs(directory, exist_ok=True)
-        self.redis_port = free_port(self.ports)
-        argv = ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--dir", directory,
-                "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no",
-                "--logfile", os.path.join(self.tmp, "logs", "redis-server.log")]
-        self.redis_proc = self.spawn("redis", argv)
-        self.redis_started_at = time.monotonic()
-        self.wait_redis()
-
-    def wait_redis(self, timeout=15):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.redis_proc.alive():
-                raise RuntimeError("redis-server exited: " + " | ".join(self.redis_proc.tail(5)))
-            try:
-                with socket.create_connection(("127.0.0.1", self.redis_port), timeout=1) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(64).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("redis-server did not answer PING")
-
-    def tether_env(self, **extra):
-        env = {key: value for key, value in os.environ.items() if not key.startswith("TETHER_")}
-        env.update({
-            "TETHER_REDIS_URL": "redis://127.0.0.1:%d/0" % self.redis_port,
-            "TETHER_PREFIX": PREFIX,
-            "TETHER_LEASE_SECONDS": "%g" % LEASE_SECONDS,
-            "LOG_LEVEL": "warning",
-            MODEL_KEY_VARIABLE: "sk-chaos-0123456789",
-        })
-        env.update(extra)
-        return env
 
     def write_config(self):
         model_url = "http://127.0.0.1:%d/v1" % self.model_port
@@ -894,14 +784,7 @@ agents:
 
     def create_keys(self):
         for agent in ("chaos", "chaos-timeout"):
-            result = subprocess.run(
-                [self.tether, "keys", "create", "--config", self.config, "--tenant", TENANT, "--agent", agent],
-                env=self.tether_env(), capture_output=True, text=True, timeout=60)
-            token = result.stdout.strip().split()[-1] if result.stdout.strip() else ""
-            if result.returncode != 0 or not token.startswith("tk_"):
-                raise RuntimeError("tether keys create failed (%d): %s %s"
-                                   % (result.returncode, result.stdout.strip(), result.stderr.strip()))
-            self.keys[agent] = token
+            self.keys[agent] = self.new_api_key(self.config, TENANT, agent)
 
     def start_tether(self):
         for index in range(GATEWAYS):
@@ -915,23 +798,6 @@ agents:
                                            self.tether_env(TETHER_WORKERS="64")))
         for gateway in self.gateways:
             self.wait_http(gateway.port, gateway)
-
-    def wait_http(self, port, proc, path="/healthz", timeout=60):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not proc.alive():
-                raise RuntimeError("%s exited: %s" % (proc.name, " | ".join(proc.tail(6))))
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            try:
-                conn.request("GET", path)
-                if conn.getresponse().status == 200:
-                    return
-            except (OSError, http.client.HTTPException):
-                pass
-            finally:
-                conn.close()
-            time.sleep(0.05)
-        raise RuntimeError("%s did not answer %s" % (proc.name, path))
 
     def start_nginx(self):
         with open(os.path.join(ROOT, "config", "nginx.conf")) as file:
@@ -1051,12 +917,10 @@ agents:
             print("chaos: %s is not an executable; build tether first (or pass --tether PATH)" % self.tether,
                   file=sys.stderr)
             return 2
-        # A copy of its own: a rebuild of the original during the run must not stop restarted processes from
-        # starting ("Text file busy") or swap the code under test.
-        copy = os.path.join(self.tmp, "tether")
-        shutil.copy2(self.tether, copy)
-        self.tether = copy
-        self.start_redis()
+        self.copy_tether()
+        # Append-only, fsync always: a restart keeps everything.
+        self.start_redis(["--appendonly", "yes", "--appendfsync", "always", "--save", "",
+                          "--logfile", os.path.join(self.tmp, "logs", "redis-server.log")])
         self.model_port = free_port(self.ports)
         self.model.start(self.model_port)
         self.tool_port = free_port(self.ports)
@@ -1572,12 +1436,7 @@ agents:
                         pass
                 if proc.stopped:
                     proc.send(signal.SIGCONT)
-                proc.kill()
-                # nginx's workers, and anything else left in the child's own process group.
-                try:
-                    os.killpg(proc.popen.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError, TypeError, AttributeError):
-                    pass
+                proc.kill_group()  # nginx's workers too, and anything else left in the child's process group
             except Exception:
                 pass
         for server in (self.model.server, self.tools.server):
@@ -1587,10 +1446,7 @@ agents:
                     server.server_close()
                 except Exception:
                     pass
-        if self.args.keep:
-            print("chaos: kept %s" % self.tmp, file=sys.stderr)
-        else:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+        self.remove_tmp()
 
 
 def main():
@@ -1605,28 +1461,7 @@ def main():
     args = parser.parse_args()
     if args.duration <= 0 or args.executions_in_flight < 1:
         parser.error("--duration and --executions-in-flight must be positive")
-
-    def interrupted(signum, frame):
-        raise KeyboardInterrupt
-
-    # Explicitly: a shell that starts us in the background without job control leaves SIGINT ignored.
-    signal.signal(signal.SIGINT, interrupted)
-    signal.signal(signal.SIGTERM, interrupted)
-    signal.signal(signal.SIGHUP, interrupted)
-    harness = Harness(args)
-    status = 1
-    try:
-        status = harness.run()
-    except KeyboardInterrupt:
-        print("chaos: interrupted", file=sys.stderr)
-        status = 130
-    except Exception as error:
-        print("chaos: %s" % error, file=sys.stderr)
-        traceback.print_exc()
-        status = 1
-    finally:
-        harness.cleanup()
-    sys.exit(status)
+    run_harness(Harness, args)
 
 
 if __name__ == "__main__":

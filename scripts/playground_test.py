@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Headless-Chromium test of the web playground (Sources/TetherGateway/Resources/playground).
 
-Python 3 standard library only: it speaks the W3C WebDriver protocol to chromedriver itself.
+Python 3 standard library only: it speaks the W3C WebDriver protocol to chromedriver itself. The process plumbing it
+shares with scripts/chaos.py (child processes, free ports, redis-server, the private copy of the tether binary, the
+signal handling around the run) is in scripts/tether_procs.py.
 
 In a temporary folder it starts a redis-server, one `tether worker` and one `tether gateway` (the demo agent, its
 tokens slowed down so that a reply takes seconds), makes an API key, and drives the page in headless Chromium:
@@ -29,20 +31,17 @@ import http.client
 import http.server
 import json
 import os
-import random
 import shutil
-import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-import traceback
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tether_procs, from any working directory
+import tether_procs  # noqa: E402
+from tether_procs import ROOT, QuietHTTPServer, free_port, http_request, run_harness  # noqa: E402
+
 PLAYGROUND = os.path.join(ROOT, "Sources", "TetherGateway", "Resources", "playground")
-SETPRIV = shutil.which("setpriv")  # children die with us even if we are SIGKILLed (--pdeathsig)
 PREFIX = "pgtest"
 TENANT = "playground"
 AGENT = "demo"
@@ -64,40 +63,7 @@ class CheckFailed(Exception):
 
 
 def short(text, limit=600):
-    text = str(text).replace("\n", "\\n")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def free_port(taken):
-    chooser = random.SystemRandom()
-    for _ in range(500):
-        # Below the ephemeral range (32768+), so no outgoing connection holds it when the gateway is restarted on it.
-        port = chooser.randint(20000, 32000)
-        if port in taken:
-            continue
-        probe = socket.socket()
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            probe.close()
-        taken.add(port)
-        return port
-    raise RuntimeError("no free port")
-
-
-def http_request(port, method, path, body=None, headers=None, timeout=10):
-    """One request; returns (status, headers dict with lower-case names, body bytes)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        data = response.read()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, data
-    finally:
-        conn.close()
+    return tether_procs.short(text, limit)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -168,61 +134,6 @@ def logged_text(frames):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Child processes.
-
-
-class Proc:
-    def __init__(self, harness, name, argv, env=None):
-        self.harness = harness
-        self.name = name
-        self.argv = argv
-        self.env = env
-        self.log = os.path.join(harness.tmp, "logs", name + ".log")
-        self.popen = None
-        self.starts = 0
-
-    def start(self):
-        self.starts += 1
-        with open(self.log, "ab") as log:
-            log.write(("--- start %d at %s\n" % (self.starts, time.strftime("%H:%M:%S"))).encode())
-            log.flush()
-            argv = ([SETPRIV, "--pdeathsig", "KILL", "--"] if SETPRIV else []) + self.argv
-            self.popen = subprocess.Popen(
-                argv, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, cwd=self.harness.tmp)
-
-    def alive(self):
-        return self.popen is not None and self.popen.poll() is None
-
-    def kill(self):
-        if self.popen is None:
-            return
-        if self.popen.poll() is None:
-            try:
-                os.kill(self.popen.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.popen.wait()
-
-    def kill_group(self):
-        """The child and everything left in its process group (chromedriver's browsers)."""
-        if self.popen is None:
-            return
-        try:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.kill()
-
-    def tail(self, lines=6):
-        try:
-            with open(self.log, "rb") as log:
-                return log.read().decode("utf-8", "replace").splitlines()[-lines:]
-        except OSError:
-            return []
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # Until the gateway serves the playground itself: the working tree's files, and /run/api/* proxied to the gateway.
 
 
@@ -254,14 +165,7 @@ class PlaygroundProxy:
             do_HEAD = do_GET
             do_OPTIONS = do_GET
 
-        class Server(http.server.ThreadingHTTPServer):
-            daemon_threads = True
-            allow_reuse_address = True
-
-            def handle_error(self, request, client_address):
-                pass  # a browser or a gateway gone in the middle of a response
-
-        self.server = Server(("127.0.0.1", port), Handler)
+        self.server = QuietHTTPServer(("127.0.0.1", port), Handler)
         threading.Thread(target=self.server.serve_forever, name="playground-proxy", daemon=True).start()
 
     def close(self):
@@ -491,14 +395,14 @@ return cases.map(([name, got, want]) => ({name, got, want}));
 # ---------------------------------------------------------------------------------------------------------------
 
 
-class Harness:
+class Harness(tether_procs.Harness):
+    prog = "playground_test"
+    tmp_prefix = "tether-playground."
+    redis_key_prefix = PREFIX
+    tether_variables = {"TETHER_DEMO_TOKEN_DELAY_MS": str(TOKEN_DELAY_MS), "TETHER_LEASE_SECONDS": str(LEASE_SECONDS)}
+
     def __init__(self, args):
-        self.args = args
-        self.tether = os.path.abspath(args.tether)
-        self.tmp = tempfile.mkdtemp(prefix="tether-playground.")
-        os.makedirs(os.path.join(self.tmp, "logs"))
-        self.ports = set()
-        self.procs = []
+        super().__init__(args)
         self.gateway = None
         self.worker = None
         self.chromedriver = None
@@ -511,45 +415,6 @@ class Harness:
 
     # -- processes ----------------------------------------------------------------------------------------------
 
-    def spawn(self, name, argv, env=None):
-        proc = Proc(self, name, argv, env)
-        self.procs.append(proc)
-        proc.start()
-        return proc
-
-    def tether_env(self, **extra):
-        env = {key: value for key, value in os.environ.items() if not key.startswith("TETHER_")}
-        env.update({
-            "TETHER_REDIS_URL": "redis://127.0.0.1:%d/0" % self.redis_port,
-            "TETHER_PREFIX": PREFIX,
-            "TETHER_DEMO_TOKEN_DELAY_MS": str(TOKEN_DELAY_MS),
-            "TETHER_LEASE_SECONDS": str(LEASE_SECONDS),
-            "LOG_LEVEL": "warning",
-        })
-        env.update(extra)
-        return env
-
-    def start_redis(self):
-        directory = os.path.join(self.tmp, "redis")
-        os.makedirs(directory)
-        self.redis_port = free_port(self.ports)
-        self.redis = self.spawn("redis", [
-            self.redis_server, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--dir", directory,
-            "--save", "", "--appendonly", "no", "--daemonize", "no"])
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if not self.redis.alive():
-                raise RuntimeError("redis-server exited: " + " | ".join(self.redis.tail()))
-            try:
-                with socket.create_connection(("127.0.0.1", self.redis_port), timeout=1) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(64).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("redis-server did not answer PING")
-
     def write_config(self):
         self.config = os.path.join(self.tmp, "tether.yaml")
         with open(self.config, "w") as file:
@@ -557,35 +422,12 @@ class Harness:
                        "http:\n  host: 127.0.0.1\n  port: 0\n  heartbeatSeconds: 5\n"
                        "demo:\n  tokenDelayMilliseconds: %d\n" % (self.redis_port, PREFIX, TOKEN_DELAY_MS))
 
-    def create_key(self):
-        result = subprocess.run([self.tether, "keys", "create", "--config", self.config, "--tenant", TENANT,
-                                 "--agent", AGENT], env=self.tether_env(), capture_output=True, text=True,
-                                timeout=60, cwd=self.tmp)
-        token = result.stdout.strip().split()[-1] if result.stdout.strip() else ""
-        if result.returncode != 0 or not token.startswith("tk_"):
-            raise RuntimeError("tether keys create failed (%d): %s %s"
-                               % (result.returncode, result.stdout.strip(), result.stderr.strip()))
-        self.key = token
-
     def start_tether(self):
         self.gateway_port = free_port(self.ports)
         self.worker = self.spawn("worker", [self.tether, "worker", "--config", self.config], self.tether_env())
         self.gateway = self.spawn("gateway", [self.tether, "gateway", "--config", self.config],
                                   self.tether_env(TETHER_PORT=str(self.gateway_port)))
         self.wait_http(self.gateway_port, self.gateway)
-
-    def wait_http(self, port, proc, path="/healthz", timeout=60):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not proc.alive():
-                raise RuntimeError("%s exited: %s" % (proc.name, " | ".join(proc.tail())))
-            try:
-                if http_request(port, "GET", path, timeout=2)[0] == 200:
-                    return
-            except (OSError, http.client.HTTPException):
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("%s did not answer %s on port %d" % (proc.name, path, port))
 
     def start_browser(self):
         port = free_port(self.ports)
@@ -896,14 +738,11 @@ class Harness:
             print("playground_test: not on PATH: %s; on Debian: apt-get install -y chromium chromium-driver "
                   "redis-server" % ", ".join(missing), file=sys.stderr)
             return 2
-        # A copy of its own: a rebuild of the original during the run must not swap the code under test.
-        copy = os.path.join(self.tmp, "tether")
-        shutil.copy2(self.tether, copy)
-        self.tether = copy
+        self.copy_tether()
         started = time.monotonic()
-        self.start_redis()
+        self.start_redis(["--save", "", "--appendonly", "no"], server=self.redis_server)  # no persistence
         self.write_config()
-        self.create_key()
+        self.key = self.new_api_key(self.config, TENANT, AGENT, cwd=self.tmp)
         self.start_tether()
         checks = [("serving", self.check_serving), ("browser", None), ("sse-parser", self.check_parser),
                   ("bad-key", self.check_bad_key),
@@ -954,10 +793,7 @@ class Harness:
                 proc.kill_group()
             except Exception:
                 pass
-        if self.args.keep:
-            print("playground_test: kept %s" % self.tmp, file=sys.stderr)
-        else:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+        self.remove_tmp()
 
 
 def main():
@@ -969,28 +805,7 @@ def main():
     parser.add_argument("--proxy", action="store_true",
                         help="serve the working tree's playground files through a local proxy even if the gateway "
                              "serves them (to try page changes without rebuilding)")
-    args = parser.parse_args()
-
-    def interrupted(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, interrupted)
-    signal.signal(signal.SIGTERM, interrupted)
-    signal.signal(signal.SIGHUP, interrupted)
-    harness = Harness(args)
-    status = 1
-    try:
-        status = harness.run()
-    except KeyboardInterrupt:
-        print("playground_test: interrupted", file=sys.stderr)
-        status = 130
-    except Exception as error:
-        print("playground_test: %s" % error, file=sys.stderr)
-        traceback.print_exc()
-        status = 1
-    finally:
-        harness.cleanup()
-    sys.exit(status)
+    run_harness(Harness, parser.parse_args())
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ struct DurableWaitTests {
         }
         // Two slots ran forty executions to their wait: each one parked gives its slot back.
         #expect(try await eventually(10) { try await harness.redis.send("ZCARD", keys.deadlines).int == count })
+        #expect(try await harness.redis.send("ZCARD", keys.waiting).int == count)
         #expect(try await eventually(5) { harness.workersActive == 0 })
         let pending = try await harness.redis.send("XPENDING", keys.jobs, keys.jobsGroup)
         #expect(pending.array?.first?.int == 0, "a parked job is still pending: \(pending)")
@@ -47,6 +48,7 @@ struct DurableWaitTests {
             #expect(frames.last?.finishReason == "stop")
         }
         #expect(try await harness.redis.send("ZCARD", keys.deadlines).int == 0)
+        #expect(try await harness.redis.send("ZCARD", keys.waiting).int == 0)
         #expect(try await eventually(5) { try await harness.redis.send("XLEN", keys.jobs).int == 0 })
     }
 

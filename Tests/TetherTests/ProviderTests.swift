@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 import TetherClient
 import TetherCore
@@ -334,10 +335,21 @@ struct ProviderTests {
             status["pendingApprovals"]?.arrayValue?.compactMap { $0["toolCallId"]?.stringValue } == [
                 "call_A", "call_B",
             ])
+        // It waits for a human from when it parked, until nothing is undecided: one decision of two keeps its time.
+        let waiting = harness.store.keys.waiting
+        let id = stream.executionID
+        #expect(try await eventually(5) { try await harness.redis.send("ZSCORE", waiting, id).string != nil })
+        let since = try await harness.redis.send("ZSCORE", waiting, id).string
         #expect(
             try await harness.decide(stream.executionID, "call_B", approved: false, reason: "Not B", token: token)
                 .status == 200)
+        #expect(
+            try await eventually(5) {
+                try await harness.redis.send("HGET", harness.store.keys.meta(id), "parked").string != nil
+            })
+        #expect(try await harness.redis.send("ZSCORE", waiting, id).string == since)
         #expect(try await harness.decide(stream.executionID, "call_A", approved: true, token: token).status == 200)
+        #expect(try await harness.redis.send("ZSCORE", waiting, id).string == nil)
         let rest = try await readFrames(stream) { _ in false }
         #expect(rest.last?.finishReason == "stop")
         #expect(
