@@ -27,11 +27,11 @@ public final class RedisServer: @unchecked Sendable {
     }()
     nonisolated(unsafe) private static var sharedKeepAlive: RedisServer?
 
-    /// Starts a server on a free port.
-    public init(arguments: [String] = []) throws {
-        port = try freePort()
+    /// Starts a server on `port`, or on a free one.
+    public init(port: Int? = nil, arguments: [String] = []) throws {
+        self.port = try port ?? freePort()
         directory = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "tether-redis-\(port)-\(UUID().uuidString)")
+            "tether-redis-\(self.port)-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         extraArguments = arguments
         try start()

@@ -1,0 +1,67 @@
+import Foundation
+import RedisKit
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A throwaway Redis Cluster: `masters` redis-servers (and `replicas` per master) with `--cluster-enabled yes` on
+/// free loopback ports, joined by `redis-cli --cluster create`; ready when every node says `cluster_state:ok`.
+public final class RedisCluster: @unchecked Sendable {
+    /// Every node, masters first (as `redis-cli --cluster create` was given them).
+    public let nodes: [RedisServer]
+
+    /// Starts and joins the nodes.
+    public init(masters: Int = 3, replicas: Int = 0) async throws {
+        var nodes: [RedisServer] = []
+        for _ in 0..<(masters * (1 + replicas)) {
+            nodes.append(
+                try RedisServer(
+                    port: try Self.nodePort(),
+                    arguments: [
+                        "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout",
+                        "2000",
+                    ]))
+        }
+        self.nodes = nodes
+        let create = Process()
+        create.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        create.arguments =
+            ["redis-cli", "--cluster", "create"] + nodes.map { "127.0.0.1:\($0.port)" }
+            + ["--cluster-replicas", String(replicas), "--cluster-yes"]
+        let output = Pipe()
+        create.standardOutput = output
+        create.standardError = output
+        try create.run()
+        let said = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        create.waitUntilExit()
+        guard create.terminationStatus == 0 else {
+            throw RedisError(
+                .unavailable, "redis-cli --cluster create exited with \(create.terminationStatus): \(said.suffix(600))")
+        }
+        let urls = nodes.map(\.url)
+        let ready = try await eventually(20) {
+            for url in urls {
+                let client = RedisClient(configuration: try RedisConfiguration(url: url))
+                defer { client.shutdown() }
+                let info = (try? await client.send("CLUSTER", "INFO"))?.string ?? ""
+                if !info.contains("cluster_state:ok") { return false }
+            }
+            return true
+        }
+        guard ready else { throw RedisError(.unavailable, "the cluster did not reach cluster_state:ok") }
+    }
+
+    /// A port for a node: its cluster bus listens on the port + 10000, so both must be free (and the bus port must
+    /// exist: the kernel's free ports go up to 60999). Below the ephemeral range, like scripts/lib.sh's free_port.
+    static func nodePort() throws -> Int {
+        for _ in 0..<200 {
+            let port = Int.random(in: 20000..<30000)
+            if !canConnect(port: port), !canConnect(port: port + 10000) { return port }
+        }
+        throw RedisError(.unavailable, "no free port for a cluster node")
+    }
+
+    /// The seed URLs, one per node.
+    public var urls: [String] { nodes.map(\.url) }
+}
