@@ -52,9 +52,9 @@ extension Double: RedisArgument {
 /// ```
 public struct RedisCommand: Sendable, Hashable, CustomStringConvertible {
     /// All arguments, the command name first, back to back.
-    private var storage: [UInt8]
+    private(set) var storage: [UInt8]
     /// Where each argument ends in `storage`.
-    private var ends: [Int]
+    private(set) var ends: [Int]
 
     /// Makes a command from its name and arguments.
     public init(_ name: String, _ arguments: any RedisArgument...) {

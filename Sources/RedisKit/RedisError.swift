@@ -8,7 +8,7 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
     public struct Code: Sendable, Hashable, CustomStringConvertible {
         private enum Base: String, Sendable, Hashable {
             case connectionClosed, unavailable, timeout, serverError, protocolError, authenticationFailed
-            case invalidURL, unexpectedReply, poolClosed
+            case invalidURL, unexpectedReply, poolClosed, crossSlot
         }
         private let base: Base
 
@@ -30,6 +30,9 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let unexpectedReply = Code(base: .unexpectedReply)
         /// The client was shut down.
         public static let poolClosed = Code(base: .poolClosed)
+        /// The command's keys are in different cluster slots (or are not known), so no one node can run it: refused
+        /// before it is sent.
+        public static let crossSlot = Code(base: .crossSlot)
 
         /// The code's name, as used in logs.
         public var description: String { base.rawValue }
