@@ -150,7 +150,7 @@ public final class RedisClient: Sendable {
         try await run(script, command: Self.evalsha(script, keys: keys, arguments: arguments))
     }
 
-    private func run(_ script: RedisScript, command: RedisCommand) async throws -> RESPValue {
+    func run(_ script: RedisScript, command: RedisCommand) async throws -> RESPValue {
         do {
             return try await send(command)
         } catch let error as RedisError where error.serverErrorPrefix == "NOSCRIPT" {

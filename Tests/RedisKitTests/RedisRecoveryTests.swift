@@ -149,6 +149,8 @@ struct RedisRecoveryTests {
 
     @Test func unixSocket() async throws {
         let server = try RedisServer()
+        // The server lives to the end of the test (its last use is the path: ARC could end it there, and kill it).
+        defer { withExtendedLifetime(server) {} }
         let client = try RedisClient(url: "unix://\(server.socketPath)?db=1")
         defer { client.shutdown() }
         #expect(try await client.send("PING").string == "PONG")
@@ -167,6 +169,8 @@ struct RedisRecoveryTests {
         } throws: { error in
             (error as? RedisError)?.code == .unavailable
         }
-        #expect(ContinuousClock.now - start < .seconds(1))
+        // At once: well within the 5 s connect timeout (a loose bound: the 2-core machine also starts the cluster
+        // tests' servers meanwhile).
+        #expect(ContinuousClock.now - start < .seconds(3))
     }
 }

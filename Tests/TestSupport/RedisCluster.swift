@@ -52,11 +52,12 @@ public final class RedisCluster: @unchecked Sendable {
         guard ready else { throw RedisError(.unavailable, "the cluster did not reach cluster_state:ok") }
     }
 
-    /// A port for a node: its cluster bus listens on the port + 10000, so both must be free (and the bus port must
-    /// exist: the kernel's free ports go up to 60999). Below the ephemeral range, like scripts/lib.sh's free_port.
+    /// A port for a node: its cluster bus listens on the port + 10000, so both must be free, and both below the
+    /// ephemeral range (32768 and up), where the kernel hands out ports (``freePort()``, outgoing connections): a
+    /// bus port there could take the port of a server another test just stopped.
     static func nodePort() throws -> Int {
         for _ in 0..<200 {
-            let port = Int.random(in: 20000..<30000)
+            let port = Int.random(in: 20000..<22700)
             if !canConnect(port: port), !canConnect(port: port + 10000) { return port }
         }
         throw RedisError(.unavailable, "no free port for a cluster node")

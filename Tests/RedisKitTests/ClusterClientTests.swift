@@ -1,0 +1,92 @@
+import Foundation
+import TestSupport
+import Testing
+
+@testable import RedisKit
+
+/// The cluster client against a real 3-master cluster: routing by slot, scripts loaded per node, a slot migrated
+/// under it (`ASK` while its keys move, `MOVED` once it has), and a command over two slots refused.
+@Suite("Redis Cluster client", .serialized, .timeLimit(.minutes(2)))
+struct ClusterClientTests {
+    static func client(_ cluster: RedisCluster) throws -> RedisClusterClient {
+        RedisClusterClient(seeds: [try RedisConfiguration(url: cluster.urls[0])])
+    }
+
+    @Test func commandsAndScriptsGoToTheMasterOfTheirSlot() async throws {
+        let cluster = try await RedisCluster(masters: 3)
+        let redis = try Self.client(cluster)
+        defer { redis.shutdown() }
+        for index in 0..<300 {
+            #expect(try await redis.send("SET", "key:\(index)", "v\(index)").string == "OK")
+        }
+        for index in 0..<300 {
+            #expect(try await redis.send("GET", "key:\(index)").string == "v\(index)")
+        }
+        // The keys landed on every master.
+        var counts: [Int] = []
+        for node in cluster.nodes {
+            let direct = RedisClient(configuration: try RedisConfiguration(url: node.url))
+            counts.append(try await direct.send("DBSIZE").int ?? 0)
+            direct.shutdown()
+        }
+        #expect(counts.count == 3 && counts.allSatisfy { $0 > 50 } && counts.reduce(0, +) == 300, "\(counts)")
+        // A script over one execution's keys runs where they live, loaded there on first use, on every master.
+        let script = RedisScript(
+            "redis.call('HSET', KEYS[1], 'n', ARGV[1]); return redis.call('XADD', KEYS[2], '*', 'n', ARGV[1])")
+        for index in 0..<30 {
+            let id = "exec_\(index)"
+            let reply = try await redis.run(
+                script, keys: ["tether:{\(id)}:meta", "tether:{\(id)}:events"], arguments: [index])
+            #expect(reply.string?.contains("-") == true)
+            #expect(try await redis.send("HGET", "tether:{\(id)}:meta", "n").string == String(index))
+        }
+        // Keys over two slots never leave the process.
+        await #expect(throws: RedisError.self) { try await redis.send("MGET", "{a}1", "{b}2") }
+        // A command without keys goes to some master.
+        #expect(try await redis.send("PING").string == "PONG")
+    }
+
+    @Test func aSlotMigratedUnderTheClientIsFollowedThroughAskThenMoved() async throws {
+        let cluster = try await RedisCluster(masters: 3)
+        let redis = try Self.client(cluster)
+        defer { redis.shutdown() }
+        let key = "migrating:key"
+        #expect(try await redis.send("SET", key, "before").string == "OK")
+        let topology = try #require(redis.topology)
+        let slot = ClusterSlot.of(key)
+        let source = try #require(topology.master(forSlot: slot))
+        let target = try #require(topology.masters.first { $0 != source })
+        func direct(_ node: ClusterTopology.Node) throws -> RedisClient {
+            RedisClient(configuration: try RedisConfiguration(url: "redis://\(node.host):\(node.port)"))
+        }
+        let from = try direct(source)
+        let to = try direct(target)
+        defer {
+            from.shutdown()
+            to.shutdown()
+        }
+        let fromID = try await from.send("CLUSTER", "MYID").requireString()
+        let toID = try await to.send("CLUSTER", "MYID").requireString()
+        // Migrating: the key moves to the target; the source answers ASK for it.
+        _ = try await to.send("CLUSTER", "SETSLOT", slot, "IMPORTING", fromID)
+        _ = try await from.send("CLUSTER", "SETSLOT", slot, "MIGRATING", toID)
+        _ = try await from.send("MIGRATE", target.host, target.port, "", 0, 5000, "KEYS", key)
+        do {
+            _ = try await from.send("GET", key)
+            Issue.record("the source still answered for a migrated key")
+        } catch let error as RedisError {
+            #expect(ClusterRedirect(error)?.kind == .ask)
+        }
+        #expect(try await redis.send("GET", key).string == "before", "followed the ASK")
+        #expect(try await redis.send("SET", key, "during").string == "OK")
+        #expect(redis.topology?.master(forSlot: slot) == source, "an ASK does not change the topology")
+        // Migrated: every master gives the slot to the target; the client's next command is MOVED and follows.
+        for node in topology.masters {
+            let client = try direct(node)
+            _ = try await client.send("CLUSTER", "SETSLOT", slot, "NODE", toID)
+            client.shutdown()
+        }
+        #expect(try await redis.send("GET", key).string == "during", "followed the MOVED")
+        #expect(redis.topology?.master(forSlot: slot)?.port == target.port)
+    }
+}
