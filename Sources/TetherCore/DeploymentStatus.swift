@@ -87,10 +87,9 @@ public struct DeploymentStatus: Sendable, Equatable {
     /// Reads it with one round trip.
     public static func read(_ store: ExecutionStore) async throws -> DeploymentStatus {
         let keys = store.keys
-        let replies = try await store.redis.send(batch: [
-            RedisCommand("XINFO", "GROUPS", keys.jobs), RedisCommand("ZCARD", keys.waiting),
-            RedisCommand("ZRANGE", keys.waiting, 0, 0, "WITHSCORES"), RedisCommand("HGETALL", keys.workers),
-        ])
+        let replies = try await store.redis.send(
+            batch: [RedisCommand("XINFO", "GROUPS", keys.jobs), RedisCommand("HGETALL", keys.workers)]
+                + store.waitingCommands)
         var queued = 0
         var running = 0
         for group in replies[0].array ?? [] {
@@ -113,20 +112,12 @@ public struct DeploymentStatus: Sendable, Equatable {
                 running = pending
             }
         }
-        let oldest = replies[2].array.flatMap { $0.count == 2 ? $0[1].string.flatMap { Double($0) } : nil }
-        var workers: [WorkerStatus] = []
-        let pairs = replies[3].array ?? []
-        for index in stride(from: 0, to: pairs.count - 1, by: 2) {
-            if let consumer = pairs[index].string, let text = pairs[index + 1].string,
-                let status = WorkerStatus(consumer: consumer, json: text)
-            {
-                workers.append(status)
-            }
-        }
-        workers.sort { ($0.at, $0.consumer) > ($1.at, $1.consumer) }
+        let waiting = ExecutionStore.waiting(replies[2], replies[3])
+        let workers = (replies[1].stringDictionary ?? [:]).compactMap { WorkerStatus(consumer: $0.key, json: $0.value) }
+            .sorted { ($0.at, $0.consumer) > ($1.at, $1.consumer) }
         return DeploymentStatus(
-            at: Identifiers.nowMilliseconds(), queued: queued, running: running, waiting: replies[1].int ?? 0,
-            oldestWaitingSince: oldest.map { Int64($0) }, workers: workers)
+            at: Identifiers.nowMilliseconds(), queued: queued, running: running, waiting: waiting.count,
+            oldestWaitingSince: waiting.oldestSince, workers: workers)
     }
 
     /// The screen of `tether top`: this status, with rates since `previous` (the same workers' counters then).

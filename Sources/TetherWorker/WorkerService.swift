@@ -122,9 +122,8 @@ public final class WorkerService: Service, Sendable {
 
     /// Drops the statuses of workers silent for a minute (killed ones never withdraw theirs).
     private func pruneStatuses(now: Int64) async {
-        guard let pairs = try? await store.redis.send("HGETALL", store.keys.workers).array else { return }
-        for index in stride(from: 0, to: pairs.count - 1, by: 2) {
-            guard let name = pairs[index].string, let text = pairs[index + 1].string else { continue }
+        guard let statuses = try? await store.redis.send("HGETALL", store.keys.workers).stringDictionary else { return }
+        for (name, text) in statuses {
             if let status = WorkerStatus(consumer: name, json: text), now - status.at < 60_000 { continue }
             _ = try? await store.redis.send("HDEL", store.keys.workers, name)
         }

@@ -133,6 +133,14 @@ struct UIMessageStreamTests {
             .GET, "/run/api/executions/\(id)/stream", headers: harness.auth() + [("x-tether-stream-format", "xml")])
         #expect(badFormat.status == 400)
         #expect(String(decoding: badFormat.body, as: UTF8.self).contains("invalid_stream_format"))
+        // On create too, before anything is created (a valid header does not excuse a bad query).
+        let before = try await harness.redis.send("XLEN", harness.store.keys.jobs).int
+        let badCreate = try await harness.http.send(
+            .POST, "/run/api/executions?format=UI-MESSAGE",
+            headers: harness.auth() + [("Content-Type", "application/json"), Self.format],
+            body: Array(#"{"messages":[{"role":"user","content":"hi"}]}"#.utf8))
+        #expect(badCreate.status == 400)
+        #expect(try await harness.redis.send("XLEN", harness.store.keys.jobs).int == before)
         let badID = try await harness.http.send(
             .GET, "/run/api/executions/\(id)/stream",
             headers: harness.auth() + [Self.format, ("Last-Event-ID", "1-0:x")])

@@ -76,10 +76,18 @@ extension ExecutionStore {
     /// How many executions are parked waiting for a decision (the deployment's), and since when the oldest of them
     /// waits (ms since the epoch), from the waiting set.
     public func waiting() async throws -> (count: Int, oldestSince: Int64?) {
-        let replies = try await redis.send(batch: [
-            RedisCommand("ZCARD", keys.waiting), RedisCommand("ZRANGE", keys.waiting, 0, 0, "WITHSCORES"),
-        ])
-        let oldest = replies[1].array.flatMap { $0.count == 2 ? $0[1].string.flatMap { Double($0) } : nil }
-        return (replies[0].int ?? 0, oldest.map { Int64($0) })
+        let replies = try await redis.send(batch: waitingCommands)
+        return Self.waiting(replies[0], replies[1])
+    }
+
+    /// The two commands ``waiting()`` sends (for callers that batch them with others).
+    public var waitingCommands: [RedisCommand] {
+        [RedisCommand("ZCARD", keys.waiting), RedisCommand("ZRANGE", keys.waiting, 0, 0, "WITHSCORES")]
+    }
+
+    /// What the replies of ``waitingCommands`` say.
+    public static func waiting(_ count: RESPValue, _ oldest: RESPValue) -> (count: Int, oldestSince: Int64?) {
+        let score = oldest.array.flatMap { $0.count == 2 ? $0[1].string.flatMap { Double($0) } : nil }
+        return (count.int ?? 0, score.map { Int64($0) })
     }
 }
