@@ -63,12 +63,6 @@ public final class RedisClient: Sendable {
         }
     }
 
-    /// Sends one command given inline: `try await redis.send("HSET", key, "field", value)`.
-    @discardableResult
-    public func send(_ name: String, _ arguments: any RedisArgument...) async throws -> RESPValue {
-        try await send(RedisCommand(name, arguments: arguments))
-    }
-
     /// Sends many commands back to back on one pooled connection and awaits all replies at once.
     /// Error replies stay in the array as ``RESPValue/error(_:)``.
     @discardableResult
@@ -179,7 +173,7 @@ public final class RedisClient: Sendable {
 
     /// One future per command (the connection's), one callback: replies are checked, the connection given back,
     /// a command that never reached the server retried and an unknown `script` loaded, without a chain of futures.
-    private func submit(_ command: RedisCommand, script: RedisScript?) -> EventLoopFuture<RESPValue> {
+    func submit(_ command: RedisCommand, script: RedisScript?) -> EventLoopFuture<RESPValue> {
         guard let connection = pool.tryLeaseShared() else { return sendInTask(command, script: script) }
         let start = ContinuousClock.now
         let reply = connection.submit(command)

@@ -1,4 +1,6 @@
 import Logging
+import NIOCore
+import NIOPosix
 import Synchronization
 
 /// A client of a Redis Cluster: each command goes to the master of its keys' slot, over that master's own
@@ -9,7 +11,12 @@ import Synchronization
 /// `ASK` reply sends it once to the node named, after `ASKING` (the two back to back on one connection). A command
 /// whose keys are in several slots, or whose keys are not known, is refused before it is sent
 /// (``RedisError/Code/crossSlot``). Scripts are loaded on each node the first time it answers `NOSCRIPT`.
-public final class RedisClusterClient: Sendable {
+///
+/// The topology is also read every ``refreshInterval`` while the client is in use. A node that stops answering, or
+/// a cluster that answers `CLUSTERDOWN` or `TRYAGAIN` (failing over, migrating), is retried with the topology read
+/// again, for up to the command timeout, unless the command may have run. Subscriptions (``pubSub``) follow their
+/// slot's master when the topology changes.
+public final class RedisClusterClient: RedisClientProtocol {
     /// The configuration of the seeds; every node's client is made from the first one (credentials, timeouts, pool
     /// size), with the node's address.
     public let seeds: [RedisConfiguration]
@@ -19,12 +26,18 @@ public final class RedisClusterClient: Sendable {
         var topology: ClusterTopology?
         var clients: [String: RedisClient] = [:]
         var closed = false
+        var refresher: Task<Void, Never>?
+        var topologyHandlers: [@Sendable (ClusterTopology) -> Void] = []
     }
 
     private let state = Mutex(State())
+    private let subscriberBox = Mutex<RedisClusterSubscriber?>(nil)
 
-    /// Redirects and node failures one command goes through before its error is thrown.
+    /// Redirects one command follows before its error is thrown.
     static let maxRedirects = 5
+
+    /// How often the topology is read while nothing else made the client read it.
+    public static let refreshInterval = Duration.seconds(5)
 
     /// Makes a client. It connects lazily, on the first command.
     public init(seeds: [RedisConfiguration], logger: Logger = Logger(label: "tether.redis.cluster")) {
@@ -36,19 +49,46 @@ public final class RedisClusterClient: Sendable {
     /// The topology last read (`nil` before the first command).
     public var topology: ClusterTopology? { state.withLock { $0.topology } }
 
-    /// Reads the topology again, from the masters known (then the seeds), and keeps it.
+    /// Always `true`.
+    public var isCluster: Bool { true }
+
+    /// The first seed's event loops (every node's client uses them).
+    public var eventLoopGroup: any EventLoopGroup { seeds[0].eventLoopGroup }
+
+    /// Reads the topology again, from the masters known (then the seeds), and keeps it; the handlers of
+    /// ``onTopologyChange(_:)`` hear of it when it changed.
     @discardableResult
     public func refreshTopology() async throws -> ClusterTopology {
         var candidates: [RedisConfiguration.Endpoint] = []
-        if let known = topology { candidates += known.masters.map { .tcp(host: $0.host, port: $0.port) } }
+        if let known = topology {
+            for range in known.ranges {
+                candidates.append(.tcp(host: range.master.host, port: range.master.port))
+                candidates += range.replicas.map { .tcp(host: $0.host, port: $0.port) }
+            }
+        }
         candidates += seeds.map(\.endpoint)
         var lastError: any Error = RedisError(.unavailable, "no cluster node answered CLUSTER SLOTS")
+        var asked = Set<String>()
         for endpoint in candidates {
-            guard case .tcp(let host, let port) = endpoint else { continue }
+            guard case .tcp(let host, let port) = endpoint, asked.insert("\(host):\(port)").inserted else { continue }
             do {
                 let reply = try await client(host: host, port: port).send("CLUSTER", "SLOTS")
                 let topology = try ClusterTopology(slots: reply, answeredBy: .init(host: host, port: port))
-                state.withLock { $0.topology = topology }
+                guard topology.uncoveredSlots == 0 || self.topology == nil else {
+                    // A node that lost its masters' slots (failing over) knows less than we do: ask another.
+                    lastError = RedisError(.unavailable, "\(host):\(port) serves only part of the slots")
+                    continue
+                }
+                let (changed, handlers) = state.withLock { state in
+                    let changed = state.topology.map { $0.ranges != topology.ranges } ?? false
+                    state.topology = topology
+                    if state.refresher == nil, !state.closed { state.refresher = startRefreshing() }
+                    return (changed, state.topologyHandlers)
+                }
+                if changed {
+                    logger.info("cluster topology changed: \(topology.masters.count) masters")
+                    for handler in handlers { handler(topology) }
+                }
                 return topology
             } catch {
                 lastError = error
@@ -57,16 +97,67 @@ public final class RedisClusterClient: Sendable {
         throw lastError
     }
 
+    /// Registers a handler called (in the task that read it) with each new topology that differs from the last.
+    public func onTopologyChange(_ handler: @escaping @Sendable (ClusterTopology) -> Void) {
+        state.withLock { $0.topologyHandlers.append(handler) }
+    }
+
+    private func startRefreshing() -> Task<Void, Never> {
+        Task { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: Self.refreshInterval)
+                guard let self, !Task.isCancelled else { return }
+                _ = try? await self.refreshTopology()
+            }
+        }
+    }
+
     /// Sends one command to the master of its keys' slot (any master for a command without keys).
     @discardableResult
     public func send(_ command: RedisCommand) async throws -> RESPValue {
         try await routed(command, script: nil)
     }
 
-    /// Sends one command given inline.
+    /// Sends each command to the master of its slot: the commands of one master pipelined together, the masters
+    /// concurrently. A command answered with a redirect is sent again on its own (routed like ``send(_:)``).
     @discardableResult
-    public func send(_ name: String, _ arguments: any RedisArgument...) async throws -> RESPValue {
-        try await send(RedisCommand(name, arguments: arguments))
+    public func send(batch commands: [RedisCommand]) async throws -> [RESPValue] {
+        let slots = try commands.map { try $0.slot() }
+        var groups: [ClusterTopology.Node: [Int]] = [:]
+        for (index, slot) in slots.enumerated() {
+            groups[try await master(for: slot), default: []].append(index)
+        }
+        var replies = [RESPValue](repeating: .null, count: commands.count)
+        try await withThrowingTaskGroup(of: [(Int, RESPValue)].self) { group in
+            for (node, indices) in groups {
+                group.addTask {
+                    let batch = indices.map { commands[$0] }
+                    let answers: [RESPValue]
+                    do {
+                        answers = try await self.client(host: node.host, port: node.port).send(batch: batch)
+                    } catch let error as RedisError where Self.isTransient(error) {
+                        // That master is away: each command goes on its own, through failover.
+                        var one: [(Int, RESPValue)] = []
+                        for index in indices { one.append((index, try await self.send(commands[index]))) }
+                        return one
+                    }
+                    var out: [(Int, RESPValue)] = []
+                    for (index, answer) in zip(indices, answers) {
+                        if case .error(let message) = answer,
+                            ClusterRedirect(RedisError(reply: message)) != nil
+                                || RedisError(reply: message).code == .unavailable
+                        {
+                            out.append((index, (try? await self.send(commands[index])) ?? answer))
+                        } else {
+                            out.append((index, answer))
+                        }
+                    }
+                    return out
+                }
+            }
+            for try await answered in group { for (index, reply) in answered { replies[index] = reply } }
+        }
+        return replies
     }
 
     /// Runs a script with `EVALSHA` on the master of its keys' slot (all of `keys` must share one), loading it there
@@ -76,24 +167,105 @@ public final class RedisClusterClient: Sendable {
         try await routed(RedisClient.evalsha(script, keys: keys, arguments: arguments), script: script)
     }
 
+    /// Sends one command without suspending the caller: straight to its master's pool when the topology is known,
+    /// through ``send(_:)`` in a task after a redirect or a node failure (or before the topology is known).
+    public func submit(_ command: RedisCommand) -> EventLoopFuture<RESPValue> {
+        submit(command, script: nil)
+    }
+
+    /// Runs a script like ``run(_:keys:arguments:)`` without suspending the caller (see ``submit(_:)``).
+    public func submit(_ script: RedisScript, keys: [String], arguments: [any RedisArgument]) -> EventLoopFuture<
+        RESPValue
+    > {
+        submit(RedisClient.evalsha(script, keys: keys, arguments: arguments), script: script)
+    }
+
+    private func submit(_ command: RedisCommand, script: RedisScript?) -> EventLoopFuture<RESPValue> {
+        let loop = MultiThreadedEventLoopGroup.currentEventLoop ?? seeds[0].eventLoopGroup.any()
+        let slot: Int?
+        do { slot = try command.slot() } catch { return loop.makeFailedFuture(error) }
+        guard let topology, let node = slot.map({ topology.master(forSlot: $0) }) ?? topology.masters.first,
+            let client = try? client(host: node.host, port: node.port)
+        else {
+            return loop.makeFutureWithTask { try await self.routed(command, script: script) }
+        }
+        return client.submit(command, script: script).flatMapError { error in
+            guard let error = error as? RedisError, ClusterRedirect(error) != nil || Self.isTransient(error) else {
+                return loop.makeFailedFuture(error)
+            }
+            return loop.makeFutureWithTask { try await self.routed(command, script: script) }
+        }
+    }
+
+    /// Sends one command to every master (`CONFIG SET`, `INFO`, `SCRIPT FLUSH`...); their replies, in the order of
+    /// ``ClusterTopology/masters``, error replies included.
+    public func sendToMasters(_ command: RedisCommand) async throws -> [RESPValue] {
+        let masters = (try await refreshTopology()).masters
+        var replies: [RESPValue] = []
+        for master in masters {
+            do {
+                replies.append(try await client(host: master.host, port: master.port).send(command))
+            } catch let error as RedisError where error.code == .serverError {
+                replies.append(.error(error.message))
+            }
+        }
+        return replies
+    }
+
+    /// A connection of the caller's own to the master that serves `key` now (it is not redirected: a caller that
+    /// gets `MOVED` on it opens another).
+    public func dedicatedConnection(forKey key: String) async throws -> RedisConnection {
+        let node = try await master(for: ClusterSlot.of(key))
+        return try await client(host: node.host, port: node.port).dedicatedConnection()
+    }
+
+    /// Subscriptions, each on the master of its slot (``RedisClusterSubscriber``).
+    public var pubSub: any RedisPubSub { subscriber }
+
+    /// The cluster's subscriber, made on first use.
+    public var subscriber: RedisClusterSubscriber {
+        subscriberBox.withLock { box in
+            if let existing = box { return existing }
+            let made = RedisClusterSubscriber(cluster: self, logger: logger)
+            box = made
+            return made
+        }
+    }
+
     /// Closes every node's connections.
     public func shutdown() {
-        let clients = state.withLock { state -> [RedisClient] in
+        let (clients, refresher) = state.withLock { state -> ([RedisClient], Task<Void, Never>?) in
             state.closed = true
-            return Array(state.clients.values)
+            defer { state.refresher = nil }
+            return (Array(state.clients.values), state.refresher)
         }
+        refresher?.cancel()
+        subscriberBox.withLock { $0 }?.shutdown()
         for client in clients { client.shutdown() }
     }
 
     // MARK: - Routing
 
+    /// Whether an error says the command did not run and a node is away or the cluster is changing (retry later).
+    static func isTransient(_ error: RedisError) -> Bool {
+        error.code == .unavailable || (error.code == .connectionClosed && !error.commandMayHaveRun)
+    }
+
     private func routed(_ command: RedisCommand, script: RedisScript?) async throws -> RESPValue {
         let slot = try command.slot()
         var asking: ClusterTopology.Node?
-        var attempt = 0
+        var redirects = 0
+        var failures = 0
+        let deadline = ContinuousClock.now + .nanoseconds(seeds[0].commandTimeout.nanoseconds)
         while true {
             let node: ClusterTopology.Node
-            if let asking { node = asking } else { node = try await master(for: slot) }
+            do {
+                if let asking { node = asking } else { node = try await master(for: slot) }
+            } catch let error as RedisError where Self.isTransient(error) && ContinuousClock.now < deadline {
+                failures += 1
+                try await Task.sleep(for: .milliseconds(min(100 * failures, 500)))
+                continue
+            }
             let client = try client(host: node.host, port: node.port)
             do {
                 if asking != nil {
@@ -104,9 +276,9 @@ public final class RedisClusterClient: Sendable {
                 }
                 return try await client.send(command)
             } catch let error as RedisError {
-                attempt += 1
-                guard attempt <= Self.maxRedirects else { throw error }
                 if let redirect = ClusterRedirect(error) {
+                    redirects += 1
+                    guard redirects <= Self.maxRedirects else { throw error }
                     let host = redirect.host.isEmpty ? node.host : redirect.host
                     switch redirect.kind {
                     case .moved:
@@ -118,15 +290,14 @@ public final class RedisClusterClient: Sendable {
                     }
                     continue
                 }
-                // A node that does not answer may have failed over: read the topology again and retry, unless the
-                // command may have run there.
-                if error.code == .unavailable || (error.code == .connectionClosed && !error.commandMayHaveRun) {
-                    asking = nil
-                    _ = try? await refreshTopology()
-                    try await Task.sleep(for: .milliseconds(100 * attempt))
-                    continue
-                }
-                throw error
+                // A node that does not answer may be failing over: read the topology again and retry, until the
+                // command timeout, unless the command may have run there.
+                guard Self.isTransient(error), ContinuousClock.now < deadline else { throw error }
+                failures += 1
+                asking = nil
+                logger.debug("\(node) did not serve \(command.name): \(error); retrying")
+                try await Task.sleep(for: .milliseconds(min(100 * failures, 500)))
+                _ = try? await refreshTopology()
             }
         }
     }
@@ -145,7 +316,7 @@ public final class RedisClusterClient: Sendable {
     }
 
     /// The master of `slot` (any master for `nil`), reading the topology when none is known or no node serves it.
-    private func master(for slot: Int?) async throws -> ClusterTopology.Node {
+    func master(for slot: Int?) async throws -> ClusterTopology.Node {
         if let topology, let node = slot.map({ topology.master(forSlot: $0) }) ?? topology.masters.first {
             return node
         }
@@ -156,7 +327,8 @@ public final class RedisClusterClient: Sendable {
         return node
     }
 
-    private func client(host: String, port: Int) throws -> RedisClient {
+    /// The client of one node, made on first use.
+    func client(host: String, port: Int) throws -> RedisClient {
         try state.withLock { state in
             guard !state.closed else { throw RedisError(.poolClosed, "the cluster client was shut down") }
             let name = "\(host):\(port)"

@@ -55,11 +55,11 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
 
     /// The error for an error reply: ``Code/serverError`` with Redis's text, except for the replies of a server that
     /// cannot serve anyone for a while (`LOADING` its data after a restart, `BUSY` running a script, `MASTERDOWN`
-    /// a replica without its primary), which are ``Code/unavailable``: the command did not run, and retrying shortly
-    /// will do.
+    /// a replica without its primary, `CLUSTERDOWN` a cluster failing over, `TRYAGAIN` keys of a slot being
+    /// migrated), which are ``Code/unavailable``: the command did not run, and retrying shortly will do.
     public init(reply message: String) {
         let prefix = message.split(separator: " ", maxSplits: 1).first ?? ""
-        if ["LOADING", "BUSY", "MASTERDOWN"].contains(prefix) {
+        if ["LOADING", "BUSY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN"].contains(prefix) {
             self.init(.unavailable, "Redis is not serving yet: \(message)", commandMayHaveRun: false)
         } else {
             self.init(.serverError, message)

@@ -107,6 +107,7 @@ public final class RedisSubscriber: Sendable {
         var reconnecting = false
         var closed = false
         var resubscribeHandlers: [@Sendable () -> Void] = []
+        var lostHandlers: [@Sendable () -> Void] = []
     }
 
     private let pool: RedisConnectionPool
@@ -130,6 +131,12 @@ public final class RedisSubscriber: Sendable {
     /// between are lost; re-read whatever the messages announce).
     public func onResubscribe(_ handler: @escaping @Sendable () -> Void) {
         state.withLock { $0.resubscribeHandlers.append(handler) }
+    }
+
+    /// Registers a handler called when subscriptions are lost: the connection dropped, or the server dropped a shard
+    /// channel whose slot it no longer serves (``RedisClusterSubscriber`` then looks for the slot's new master).
+    func onLost(_ handler: @escaping @Sendable () -> Void) {
+        state.withLock { $0.lostHandlers.append(handler) }
     }
 
     /// Subscribes to a channel (or pattern, or shard channel) and returns once Redis has confirmed it.
@@ -249,20 +256,22 @@ public final class RedisSubscriber: Sendable {
         connection.closeFuture.whenComplete { [weak self] _ in self?.connectionLost(generation) }
         for kind in [RedisSubscriptionKind.channel, .pattern, .shard] {
             let names = keys.filter { $0.kind == kind }.map(\.name)
-            // Chunks keep each command reasonable with many thousands of channels.
-            var start = 0
-            while start < names.count {
-                let chunk = names[start..<min(start + 1000, names.count)]
-                connection.writeUnanswered(RedisCommand(kind.subscribeCommand, arguments: Array(chunk)))
-                start += 1000
+            // Shard channels of one command must share a slot (a cluster refuses the command otherwise).
+            let groups = kind == .shard ? Array(Dictionary(grouping: names, by: ClusterSlot.of).values) : [names]
+            for group in groups {
+                // Chunks keep each command reasonable with many thousands of channels.
+                for start in stride(from: 0, to: group.count, by: 1000) {
+                    let chunk = group[start..<min(start + 1000, group.count)]
+                    connection.writeUnanswered(RedisCommand(kind.subscribeCommand, arguments: Array(chunk)))
+                }
             }
         }
         return connection
     }
 
     private func connectionLost(_ generation: Int) {
-        let (waiters, reconnect) = state.withLock { state -> ([ConfirmWaiter], Bool) in
-            guard state.generation == generation else { return ([], false) }
+        let (waiters, reconnect, lost) = state.withLock { state -> ([ConfirmWaiter], Bool, [@Sendable () -> Void]) in
+            guard state.generation == generation else { return ([], false, []) }
             state.connection = nil
             state.confirmed = []
             state.inFlight = [:]
@@ -270,8 +279,9 @@ public final class RedisSubscriber: Sendable {
             state.confirmWaiters = [:]
             let reconnect = !state.closed && !state.subscribers.isEmpty && !state.reconnecting
             if reconnect { state.reconnecting = true }
-            return (waiters, reconnect)
+            return (waiters, reconnect, state.closed ? [] : state.lostHandlers)
         }
+        for handler in lost { handler() }
         for waiter in waiters {
             waiter.continuation.resume(throwing: RedisError(.connectionClosed, "pub/sub connection closed"))
         }
@@ -367,8 +377,19 @@ public final class RedisSubscriber: Sendable {
             guard parts.count >= 2, let name = parts[1].string else { return }
             let kind: RedisSubscriptionKind = type == "subscribe" ? .channel : type == "psubscribe" ? .pattern : .shard
             confirm(Key(kind: kind, name: name))
+        case "sunsubscribe":
+            // Ours were taken out of the table before being sent; one still there was dropped by the server, whose
+            // slot moved away.
+            guard parts.count >= 2, let name = parts[1].string else { return }
+            let lost = state.withLock { state -> [@Sendable () -> Void] in
+                let key = Key(kind: .shard, name: name)
+                guard state.subscribers[key] != nil else { return [] }
+                state.confirmed.remove(key)
+                return state.lostHandlers
+            }
+            for handler in lost { handler() }
         default:
-            break  // unsubscribe confirmations, pong
+            break  // other unsubscribe confirmations, pong
         }
     }
 

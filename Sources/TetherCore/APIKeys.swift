@@ -46,14 +46,14 @@ public struct APIKeyError: Error, Sendable, Equatable, CustomStringConvertible {
 /// operator gave them and are checked in memory.
 public struct APIKeys: Sendable {
     /// The Redis client.
-    public let redis: RedisClient
+    public let redis: any RedisClientProtocol
     /// The key schema.
     public let keys: Keys
     /// Keys from the configuration file, by id.
     public let configured: [String: APIKeyInfo]
 
     /// Makes the key store.
-    public init(redis: RedisClient, keys: Keys, configured: [TetherConfig.APIKey]) {
+    public init(redis: any RedisClientProtocol, keys: Keys, configured: [TetherConfig.APIKey]) {
         self.redis = redis
         self.keys = keys
         var byID: [String: APIKeyInfo] = [:]

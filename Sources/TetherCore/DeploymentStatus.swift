@@ -84,36 +84,38 @@ public struct DeploymentStatus: Sendable, Equatable {
         self.workers = workers
     }
 
-    /// Reads it with one round trip.
+    /// Reads it with one round trip (one per master on a cluster, concurrently).
     public static func read(_ store: ExecutionStore) async throws -> DeploymentStatus {
         let keys = store.keys
+        let groups = keys.shards.map { RedisCommand("XINFO", "GROUPS", keys.jobs(shard: $0)) }
         let replies = try await store.redis.send(
-            batch: [RedisCommand("XINFO", "GROUPS", keys.jobs), RedisCommand("HGETALL", keys.workers)]
-                + store.waitingCommands)
+            batch: [RedisCommand("HGETALL", keys.workers)] + groups + store.waitingCommands)
         var queued = 0
         var running = 0
-        for group in replies[0].array ?? [] {
-            let fields = group.array ?? []
-            var index = 0
-            var name: String?
-            var lag = 0
-            var pending = 0
-            while index + 1 < fields.count {
-                switch fields[index].string {
-                case "name": name = fields[index + 1].string
-                case "lag": lag = fields[index + 1].int ?? 0
-                case "pending": pending = fields[index + 1].int ?? 0
-                default: break
+        for reply in replies[1...keys.shardCount] {
+            for group in reply.array ?? [] {
+                let fields = group.array ?? []
+                var index = 0
+                var name: String?
+                var lag = 0
+                var pending = 0
+                while index + 1 < fields.count {
+                    switch fields[index].string {
+                    case "name": name = fields[index + 1].string
+                    case "lag": lag = fields[index + 1].int ?? 0
+                    case "pending": pending = fields[index + 1].int ?? 0
+                    default: break
+                    }
+                    index += 2
                 }
-                index += 2
-            }
-            if name == keys.jobsGroup {
-                queued = lag
-                running = pending
+                if name == keys.jobsGroup {
+                    queued += lag
+                    running += pending
+                }
             }
         }
-        let waiting = ExecutionStore.waiting(replies[2], replies[3])
-        let workers = (replies[1].stringDictionary ?? [:]).compactMap { WorkerStatus(consumer: $0.key, json: $0.value) }
+        let waiting = ExecutionStore.waiting(replies[(1 + keys.shardCount)...])
+        let workers = (replies[0].stringDictionary ?? [:]).compactMap { WorkerStatus(consumer: $0.key, json: $0.value) }
             .sorted { ($0.at, $0.consumer) > ($1.at, $1.consumer) }
         return DeploymentStatus(
             at: Identifiers.nowMilliseconds(), queued: queued, running: running, waiting: waiting.count,

@@ -1,3 +1,4 @@
+import Foundation
 import RedisKit
 
 /// The Lua scripts that make Tether's state changes atomic. Each runs with `EVALSHA` (loaded on first use).
@@ -20,12 +21,55 @@ public enum Scripts {
     /// A script whose source starts with ``prelude``.
     static func withPrelude(_ body: String) -> RedisScript { RedisScript(prelude + body) }
 
+    /// The scripts that announce, as the sharded layout runs them: `SPUBLISH` for `PUBLISH` (shard channels, in the
+    /// slot of the execution's keys), by the single-Redis script's SHA-1.
+    private static let shardedVariants: [String: RedisScript] = Dictionary(
+        uniqueKeysWithValues: [create, append, decide, cancel].map { script in
+            (script.sha1, RedisScript(script.source.replacingOccurrences(of: "'PUBLISH'", with: "'SPUBLISH'")))
+        })
+
+    /// `script` as `keys`' layout runs it (see ``shardedVariants``).
+    public static func forLayout(_ script: RedisScript, _ keys: Keys) -> RedisScript {
+        keys.isSharded ? shardedVariants[script.sha1] ?? script : script
+    }
+
+    /// Keeps an `Idempotency-Key` for an execution about to be created, where the record cannot be in the create
+    /// script (the sharded layout: it has a slot of its own). ``create`` runs next; ``releaseIdempotency`` frees the
+    /// key when it creates nothing.
+    ///
+    /// KEYS: idempotency record. ARGV: executionId, tenant, agent, key, requestDigest, TTL in seconds, nowMs.
+    /// Returns `{'RESERVED', executionId}`, or what ``create`` returns for a record already there (`EXISTING`,
+    /// `REUSED`, `FOREIGN`) with, third, when the record was made (ms).
+    public static let reserveIdempotency = RedisScript(
+        """
+        local existing = redis.call('HMGET', KEYS[1], 'executionId', 'tenant', 'agent', 'requestDigest', 'reservedAt')
+        if existing[1] then
+            if existing[2] ~= ARGV[2] or existing[3] ~= ARGV[3] then return {'FOREIGN', '', '0'} end
+            if existing[4] ~= ARGV[5] then return {'REUSED', existing[1], existing[5] or '0'} end
+            return {'EXISTING', existing[1], existing[5] or '0'}
+        end
+        redis.call('HSET', KEYS[1], 'executionId', ARGV[1], 'tenant', ARGV[2], 'agent', ARGV[3], 'key', ARGV[4],
+            'requestDigest', ARGV[5], 'reservedAt', ARGV[7])
+        redis.call('EXPIRE', KEYS[1], ARGV[6])
+        return {'RESERVED', ARGV[1], ARGV[7]}
+        """)
+
+    /// Deletes an idempotency record if it names the execution (one that was not created after all).
+    ///
+    /// KEYS: idempotency record. ARGV: executionId. Returns 1 when it deleted it.
+    public static let releaseIdempotency = RedisScript(
+        """
+        if redis.call('HGET', KEYS[1], 'executionId') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+        return 0
+        """)
+
     /// Creates an execution: the record, its first event and its job, once.
     ///
-    /// KEYS: meta, events, jobs, idempotency record, conversation state, conversation messages. ARGV: id, tenant,
-    /// agentId, keyId, conversationId, nowISO, nowMs, startedData, input, tailChannel, maxLength, idempotency TTL in
-    /// seconds ('' when the request had no Idempotency-Key), request digest, the Idempotency-Key, forwardedHeaders
-    /// JSON ('' for none).
+    /// KEYS: meta, events, jobs, conversation state, conversation messages, then the idempotency record (single-Redis
+    /// layout; in the sharded one the record is in another slot, and ``reserveIdempotency`` runs before). ARGV: id,
+    /// tenant, agentId, keyId, conversationId, nowISO, nowMs, startedData, input, tailChannel, maxLength, idempotency
+    /// TTL in seconds ('' when the request had no Idempotency-Key, or the record is kept apart), request digest, the
+    /// Idempotency-Key, forwardedHeaders JSON ('' for none), the jobs bell channel ('' for none).
     /// Returns the first event's id; with an idempotency record already there, `{'EXISTING', executionId}` (same
     /// tenant, agent and request digest), `{'REUSED', executionId}` (another request body) or `{'FOREIGN', ''}`
     /// (another tenant or agent: never replayed); `{'BUSY', executionId}` while another execution runs on the
@@ -36,23 +80,23 @@ public enum Scripts {
         """
         if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('EXISTS execution already exists') end
         if ARGV[12] ~= '' then
-            local existing = redis.call('HMGET', KEYS[4], 'executionId', 'tenant', 'agent', 'requestDigest')
+            local existing = redis.call('HMGET', KEYS[6], 'executionId', 'tenant', 'agent', 'requestDigest')
             if existing[1] then
                 if existing[2] ~= ARGV[2] or existing[3] ~= ARGV[3] then return {'FOREIGN', ''} end
                 if existing[4] ~= ARGV[13] then return {'REUSED', existing[1]} end
                 return {'EXISTING', existing[1]}
             end
         end
-        local running = redis.call('HGET', KEYS[5], 'running')
+        local running = redis.call('HGET', KEYS[4], 'running')
         if running and running ~= '' then return {'BUSY', running} end
         if ARGV[12] ~= '' then
-            redis.call('HSET', KEYS[4], 'executionId', ARGV[1], 'tenant', ARGV[2], 'agent', ARGV[3], 'key', ARGV[14],
+            redis.call('HSET', KEYS[6], 'executionId', ARGV[1], 'tenant', ARGV[2], 'agent', ARGV[3], 'key', ARGV[14],
                 'requestDigest', ARGV[13])
-            redis.call('EXPIRE', KEYS[4], ARGV[12])
+            redis.call('EXPIRE', KEYS[6], ARGV[12])
         end
-        local isNew = redis.call('EXISTS', KEYS[5]) == 0
-        local historyLength = redis.call('LLEN', KEYS[6])
-        redis.call('HSET', KEYS[5], 'running', ARGV[1], 'updatedAt', ARGV[6])
+        local isNew = redis.call('EXISTS', KEYS[4]) == 0
+        local historyLength = redis.call('LLEN', KEYS[5])
+        redis.call('HSET', KEYS[4], 'running', ARGV[1], 'updatedAt', ARGV[6])
         local eid = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[11], '*',
             'type', 'execution-started', 'data', ARGV[8], 'ts', ARGV[7], 'status', 'running')
         redis.call('HSET', KEYS[1], 'id', ARGV[1], 'tenant', ARGV[2], 'agentId', ARGV[3], 'keyId', ARGV[4],
@@ -61,6 +105,7 @@ public enum Scripts {
             'conversationNew', isNew and '1' or '0')
         if ARGV[15] ~= '' then redis.call('HSET', KEYS[1], 'forwardedHeaders', ARGV[15]) end
         redis.call('XADD', KEYS[3], '*', 'executionId', ARGV[1])
+        if ARGV[16] ~= '' then redis.call('PUBLISH', ARGV[16], '1') end
         redis.call('PUBLISH', ARGV[10], '0-0' .. string.char(30) .. eid .. string.char(31) .. 'execution-started'
             .. string.char(31) .. ARGV[7] .. string.char(31) .. 'running' .. string.char(31) .. ARGV[8])
         return eid
@@ -131,7 +176,7 @@ public enum Scripts {
     /// Records a human decision on a tool call, once, then announces it on the tail channel.
     ///
     /// KEYS: meta, events, approvals, jobs, deadlines, waiting. ARGV: toolCallId, approved ('true'|'false'),
-    /// decisionJSON, eventData, nowISO, nowMs, tailChannel, maxLength, executionId.
+    /// decisionJSON, eventData, nowISO, nowMs, tailChannel, maxLength, executionId, jobs bell channel ('' for none).
     /// Returns `RECORDED` or `REPEATED` (the same decision again). Errors: `NOTFOUND` (no execution),
     /// `NOTOOLCALL` (no such approval request), `CONFLICT` (the other decision was recorded), `FINISHED`.
     /// When no request is left undecided, the status moves from `suspended` back to `running`. A parked execution
@@ -177,7 +222,9 @@ public enum Scripts {
         redis.call('HSET', KEYS[1], unpack(meta))
         -- Waiting for a human until nothing is undecided, parked or not (a re-park keeps the first time).
         if undecided == 0 then redis.call('ZREM', KEYS[6], ARGV[9]) end
-        unpark(KEYS[1], KEYS[5], KEYS[4], ARGV[9], true)
+        if unpark(KEYS[1], KEYS[5], KEYS[4], ARGV[9], true) and ARGV[10] ~= '' then
+            redis.call('PUBLISH', ARGV[10], '1')
+        end
         redis.call('PUBLISH', ARGV[7], previous .. string.char(30) .. id .. string.char(31)
             .. 'tool-approval-response' .. string.char(31) .. ARGV[6] .. string.char(31) .. newStatus .. string.char(31)
             .. ARGV[4])

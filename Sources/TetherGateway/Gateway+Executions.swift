@@ -16,8 +16,9 @@ extension Gateway {
         let body = try await collectBody(&request)
         let input = try RequestValidation.createExecution(body)
         let idempotencyKey = try RequestValidation.idempotencyKey(request.headers[.idempotencyKey])
-        var id = Identifiers.executionID()
         let conversationId = input.conversationId ?? "conv_" + Identifiers.ulid()
+        // In the sharded layout an execution lives in its conversation's shard (see Keys).
+        var id = store.keys.newExecutionID(tenant: principal.tenant, conversationID: conversationId)
         let idempotency = idempotencyKey.map { key in
             ExecutionStore.Idempotency(
                 key: key, requestDigest: ExecutionStore.requestDigest(input.canonical),

@@ -29,7 +29,7 @@ public final class Gateway: Sendable {
 
     /// Makes a gateway on `redis`.
     public init(
-        config: TetherConfig, redis: RedisClient, logger: Logger = Logger(label: "tether.gateway"),
+        config: TetherConfig, redis: any RedisClientProtocol, logger: Logger = Logger(label: "tether.gateway"),
         metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry()
     ) {
         self.config = config

@@ -76,7 +76,7 @@ public final class Tailer: Sendable {
         self.readBatch = readBatch
         self.clientQueue = max(1, clientQueue)
         self.logger = logger
-        store.redis.subscriber.onResubscribe { [weak self] in self?.pokeAll() }
+        store.redis.pubSub.onResubscribe { [weak self] in self?.pokeAll() }
     }
 
     /// Executions with at least one local client.
@@ -175,9 +175,9 @@ public final class Tailer: Sendable {
     private func arm(_ watch: Watch) async throws {
         // Announcements are handled where they are parsed, on the pub/sub connection's event loop (no task switch);
         // one that is missed is caught by the previous-id check of the next, or by the tick.
-        let subscription = try await store.redis.subscriber.subscribe(store.keys.tail(watch.executionID)) {
-            [weak self] message in self?.announced(watch, message.payload)
-        }
+        let subscription = try await store.redis.pubSub.subscribe(
+            store.keys.tail(watch.executionID), kind: store.keys.channelKind
+        ) { [weak self] message in self?.announced(watch, message.payload) }
         let newest: RESPValue
         do {
             newest = try await store.redis.send("XREVRANGE", store.keys.events(watch.executionID), "+", "-", "COUNT", 1)
@@ -255,28 +255,34 @@ public final class Tailer: Sendable {
         }
     }
 
-    /// The safety-net reads of a tick: one `XREAD` for up to 100 executions; those with more to read go on alone.
+    /// The safety-net reads of a tick: one `XREAD` for up to 100 executions of one shard (a cluster serves no
+    /// command over keys of several slots, and a shard's executions share one); those with more to read go on alone.
     private func readMany(_ reads: [(watch: Watch, cursor: StreamID)]) async {
-        for start in stride(from: 0, to: reads.count, by: 100) {
-            let chunk = reads[start..<min(start + 100, reads.count)]
-            let streams = chunk.map { store.keys.events($0.watch.executionID) }
-            var arguments: [any RedisArgument] = ["COUNT", readBatch, "STREAMS"]
-            arguments += streams.map { $0 as any RedisArgument }
-            arguments += chunk.map { $0.cursor.description as any RedisArgument }
-            var found: [String: [StoredEvent]] = [:]
-            do {
-                let reply = try await store.redis.send(RedisCommand("XREAD", arguments: arguments))
-                for stream in reply.array ?? [] {
-                    guard let pair = stream.array, pair.count == 2, let key = pair[0].string else { continue }
-                    found[key] = ExecutionStore.parseEntries(pair[1])
-                }
-            } catch {
-                logger.warning("tail read of \(chunk.count) executions failed: \(error)")
+        let byShard = Dictionary(grouping: reads) { store.keys.shard(of: $0.watch.executionID) }
+        for (_, reads) in byShard.sorted(by: { $0.key < $1.key }) {
+            for start in stride(from: 0, to: reads.count, by: 100) {
+                await readChunk(reads[start..<min(start + 100, reads.count)])
             }
-            for ((watch, cursor), stream) in zip(chunk, streams) where settle(watch, after: cursor, found[stream] ?? [])
-            {
-                Task { await self.read(watch) }
+        }
+    }
+
+    private func readChunk(_ chunk: ArraySlice<(watch: Watch, cursor: StreamID)>) async {
+        let streams = chunk.map { store.keys.events($0.watch.executionID) }
+        var arguments: [any RedisArgument] = ["COUNT", readBatch, "STREAMS"]
+        arguments += streams.map { $0 as any RedisArgument }
+        arguments += chunk.map { $0.cursor.description as any RedisArgument }
+        var found: [String: [StoredEvent]] = [:]
+        do {
+            let reply = try await store.redis.send(RedisCommand("XREAD", arguments: arguments))
+            for stream in reply.array ?? [] {
+                guard let pair = stream.array, pair.count == 2, let key = pair[0].string else { continue }
+                found[key] = ExecutionStore.parseEntries(pair[1])
             }
+        } catch {
+            logger.warning("tail read of \(chunk.count) executions failed: \(error)")
+        }
+        for ((watch, cursor), stream) in zip(chunk, streams) where settle(watch, after: cursor, found[stream] ?? []) {
+            Task { await self.read(watch) }
         }
     }
 

@@ -53,8 +53,8 @@ public struct AgentRunner: Sendable {
     public func run(_ executionID: String, fence: Int, jobEntryID: String) async throws {
         guard let record = try await store.record(executionID) else { return }
         if record.status.isTerminal { return }
-        let control = try await store.redis.subscriber.subscribe(
-            store.keys.control(executionID), bufferingPolicy: .bufferingNewest(1))
+        let control = try await store.redis.pubSub.subscribe(
+            store.keys.control(executionID), kind: store.keys.channelKind, bufferingPolicy: .bufferingNewest(1))
         defer { control.cancel() }
         struct Cancelled: Error {}
         do {

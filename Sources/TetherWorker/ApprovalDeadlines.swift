@@ -2,7 +2,7 @@ import Logging
 import TetherCore
 
 /// Denies the approval requests nobody answered in time, for parked executions (which no worker holds): every
-/// worker polls the deadline set, and each overdue execution is claimed by one of them (see
+/// worker polls the deadline sets (one per shard), and each overdue execution is claimed by one of them (see
 /// ``Scripts/claimDeadlines``); if that worker dies, the claim runs out and another takes it. The denial goes through
 /// the decide script, like a human's, so a human deciding at the same moment wins or loses cleanly, and it queues
 /// the execution's job again.
@@ -36,8 +36,17 @@ struct ApprovalDeadlines: Sendable {
         let now = Identifiers.nowMilliseconds()
         let claimEnd = now + WorkerService.milliseconds(claim)
         var claimed = 0
+        for shard in store.keys.shards {
+            claimed += try await poll(shard: shard, now: now, claimEnd: claimEnd)
+        }
+        return claimed
+    }
+
+    /// ``poll()`` of one shard's deadline set.
+    private func poll(shard: Int, now: Int64, claimEnd: Int64) async throws -> Int {
+        var claimed = 0
         while true {
-            let due = try await store.claimDeadlines(now: now, limit: Self.batch, claimEnd: claimEnd)
+            let due = try await store.claimDeadlines(shard: shard, now: now, limit: Self.batch, claimEnd: claimEnd)
             // One that fails (a stale decision, Redis trouble) comes due again when its claim runs out; the rest of
             // the batch goes on.
             for id in due {

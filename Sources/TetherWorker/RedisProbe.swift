@@ -10,10 +10,10 @@ final class RedisProbe: Sendable {
         var waiters: [Int: CheckedContinuation<Void, any Error>] = [:]
     }
 
-    private let redis: RedisClient
+    private let redis: any RedisClientProtocol
     private let state = Mutex(State())
 
-    init(redis: RedisClient) { self.redis = redis }
+    init(redis: any RedisClientProtocol) { self.redis = redis }
 
     /// Returns once Redis answers a `PING`; throws `CancellationError` when the caller is cancelled first.
     func waitUntilAnswering() async throws {

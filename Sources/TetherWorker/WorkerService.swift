@@ -5,7 +5,8 @@ import ServiceLifecycle
 import Synchronization
 import TetherCore
 
-/// Takes jobs from `…:jobs` with a consumer group and runs them, at most `concurrency` at once. An execution that
+/// Takes jobs from `…:jobs` (one stream per shard: see ``Keys``) with a consumer group and runs them, at most
+/// `concurrency` at once. An execution that
 /// waits for a human decision is parked (see ``Scripts/park``): its job leaves the stream, and it holds nothing in
 /// any worker (no slot, task, subscription or timer) until a decision, a cancel or its deadline
 /// (``ApprovalDeadlines``) queues it again.
@@ -16,6 +17,10 @@ import TetherCore
 /// execution's fence (so the old owner, if it was only slow, can append nothing more) and resumes from the log.
 /// Each round of `XAUTOCLAIM` goes on from where the last one stopped, so an orphan behind any number of live jobs
 /// is reached within the lease and one round.
+///
+/// With one job stream the loop blocks on it (`XREADGROUP … BLOCK`). With N (the sharded layout, whose streams are
+/// in N slots that no one command can read together) it reads each in turn without blocking, then waits for a
+/// shard's jobs bell (rung by the scripts that add a job) or a second, whichever comes first.
 public final class WorkerService: Service, Sendable {
     let store: ExecutionStore
     let runner: AgentRunner
@@ -26,8 +31,8 @@ public final class WorkerService: Service, Sendable {
     /// The executions this worker holds, with their job entries, and entries of the same executions that came
     /// while they ran (a decision queued one just as the run parked): each runs after the one before it.
     private let active = Mutex<Jobs>(Jobs())
-    /// Where the last round of `XAUTOCLAIM` stopped.
-    private let reclaimCursor = Mutex("0-0")
+    /// Where the last round of `XAUTOCLAIM` stopped, per shard.
+    private let reclaimCursors = Mutex<[Int: String]>([:])
     private let probe: RedisProbe
     private let deadlines: ApprovalDeadlines
     /// The MCP servers of the configuration (started when first used, stopped with the worker).
@@ -35,7 +40,7 @@ public final class WorkerService: Service, Sendable {
 
     /// Makes a worker process's job loop; agents read their API keys from `environment`.
     public init(
-        config: TetherConfig, redis: RedisClient,
+        config: TetherConfig, redis: any RedisClientProtocol,
         environment: [String: String] = ProcessInfo.processInfo.environment,
         logger: Logger = Logger(label: "tether.worker")
     ) {
@@ -63,7 +68,10 @@ public final class WorkerService: Service, Sendable {
         /// own; a run with nothing left to do ends at once).
         var next: [String: [String]] = [:]
 
-        var entries: [String] { Array(running.values) + next.values.flatMap { $0 } }
+        /// Every entry held, with its execution.
+        var entries: [(executionID: String, entryID: String)] {
+            running.map { ($0.key, $0.value) } + next.flatMap { item in item.value.map { (item.key, $0) } }
+        }
     }
 
     /// Executions this worker runs now.
@@ -72,7 +80,8 @@ public final class WorkerService: Service, Sendable {
     /// Runs until shutdown: reads new jobs, and takes over jobs whose worker died.
     public func run() async throws {
         try await ensureGroup()
-        logger.info("worker \(consumer) taking jobs from \(store.keys.jobs), \(concurrency) at a time")
+        logger.info(
+            "worker \(consumer) taking jobs from \(store.keys.shardCount) job streams, \(concurrency) at a time")
         // On graceful shutdown running jobs are cancelled and handed back at once (see runJob), so that another
         // worker resumes them without waiting for the lease to run out.
         do {
@@ -140,17 +149,94 @@ public final class WorkerService: Service, Sendable {
     }
 
     private func ensureGroup() async throws {
-        do {
-            try await store.redis.send("XGROUP", "CREATE", store.keys.jobs, store.keys.jobsGroup, "0", "MKSTREAM")
-        } catch let error as RedisError where error.serverErrorPrefix == "BUSYGROUP" {
-            // Already there.
+        let replies = try await store.redis.send(
+            batch: store.keys.shards.map {
+                RedisCommand("XGROUP", "CREATE", store.keys.jobs(shard: $0), store.keys.jobsGroup, "0", "MKSTREAM")
+            })
+        for reply in replies {
+            if case .error(let message) = reply, !message.hasPrefix("BUSYGROUP") { throw RedisError(reply: message) }
         }
     }
 
     private func readLoop(group: inout ThrowingDiscardingTaskGroup<any Error>) async {
+        if store.keys.shardCount == 1 {
+            await blockingReadLoop(group: &group)
+        } else {
+            await shardedReadLoop(group: &group)
+        }
+    }
+
+    /// Takes over jobs whose worker died, every half lease.
+    private func reclaimIfDue(
+        _ nextReclaim: inout ContinuousClock.Instant, free: Int, group: inout ThrowingDiscardingTaskGroup<any Error>
+    ) async throws {
+        guard ContinuousClock.now >= nextReclaim else { return }
+        nextReclaim = ContinuousClock.now + lease / 2
+        for job in try await reclaim(limit: free) {
+            logger.info("taking over \(job.executionID) from a worker that stopped renewing its lease")
+            start(job.entryID, job.executionID, group: &group)
+        }
+    }
+
+    /// The read loop over N job streams: each read in turn, then a wait for a bell or a second.
+    private func shardedReadLoop(group: inout ThrowingDiscardingTaskGroup<any Error>) async {
+        let bell = Doorbell()
+        var bells: [RedisSubscriptionHandle] = []
+        for shard in store.keys.shards {
+            do {
+                bells.append(
+                    try await store.redis.pubSub.subscribe(store.keys.jobsBell(shard: shard), kind: .shard) { _ in
+                        bell.ring()
+                    })
+            } catch {
+                logger.warning("no jobs bell for shard \(shard) (\(error)): reading it every second")
+            }
+        }
+        defer { for handle in bells { handle.cancel() } }
+        var nextReclaim = ContinuousClock.now
+        var first = 0
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            if concurrency - activeCount <= 0 {
+                try? await Task.sleep(for: .milliseconds(20))
+                continue
+            }
+            var found = 0
+            do {
+                try await reclaimIfDue(&nextReclaim, free: concurrency - activeCount, group: &group)
+                let count = store.keys.shardCount
+                for step in 0..<count {
+                    let free = concurrency - activeCount
+                    if free <= 0 || Task.isCancelled { break }
+                    let shard = (first + step) % count
+                    let reply = try await store.redis.send(
+                        "XREADGROUP", "GROUP", store.keys.jobsGroup, consumer, "COUNT", free, "STREAMS",
+                        store.keys.jobs(shard: shard), ">")
+                    for job in Self.jobs(reply.array?.first?.array?.last ?? .null) {
+                        // Stopping: a job read now goes to another worker untouched (no claim, no fence raised).
+                        if Task.isCancelled || Task.isShuttingDownGracefully {
+                            await handBack(job.entryID, job.executionID)
+                            continue
+                        }
+                        start(job.entryID, job.executionID, group: &group)
+                        found += 1
+                    }
+                }
+                first = (first + 1) % count
+            } catch is CancellationError {
+                break
+            } catch {
+                logger.warning("reading jobs failed: \(error); retrying")
+                try? await Task.sleep(for: .milliseconds(200))
+            }
+            if found == 0 { await bell.wait(upTo: .seconds(1)) }
+        }
+    }
+
+    /// The read loop over the one job stream: `XREADGROUP … BLOCK` on a connection of its own.
+    private func blockingReadLoop(group: inout ThrowingDiscardingTaskGroup<any Error>) async {
         var connection: RedisConnection?
-        let clock = ContinuousClock()
-        var nextReclaim = clock.now
+        var nextReclaim = ContinuousClock.now
+        let jobs = store.keys.jobs(shard: 0)
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             let free = concurrency - activeCount
             if free <= 0 {
@@ -158,20 +244,14 @@ public final class WorkerService: Service, Sendable {
                 continue
             }
             do {
-                if clock.now >= nextReclaim {
-                    nextReclaim = clock.now + lease / 2
-                    for job in try await reclaim(limit: free) {
-                        logger.info("taking over \(job.executionID) from a worker that stopped renewing its lease")
-                        start(job.entryID, job.executionID, group: &group)
-                    }
-                }
+                try await reclaimIfDue(&nextReclaim, free: free, group: &group)
                 if connection == nil || connection?.isActive == false {
-                    connection = try await store.redis.dedicatedConnection()
+                    connection = try await store.redis.dedicatedConnection(forKey: jobs)
                 }
                 let reply = try await connection!.sendBlocking(
                     RedisCommand(
                         "XREADGROUP", "GROUP", store.keys.jobsGroup, consumer, "COUNT", free, "BLOCK", 1000, "STREAMS",
-                        store.keys.jobs, ">"))
+                        jobs, ">"))
                 for job in Self.jobs(reply.array?.first?.array?.last ?? .null) {
                     start(job.entryID, job.executionID, group: &group)
                 }
@@ -179,6 +259,9 @@ public final class WorkerService: Service, Sendable {
                 break
             } catch {
                 logger.warning("reading jobs failed: \(error); retrying")
+                // A connection that answered with an error (a slot moved away from its node) is not used again.
+                connection?.close()
+                connection = nil
                 try? await Task.sleep(for: .milliseconds(200))
             }
         }
@@ -234,7 +317,8 @@ public final class WorkerService: Service, Sendable {
     private func handBack(_ entryID: String, _ executionID: String) async {
         logger.info("handing \(executionID) back for another worker to resume")
         let command = RedisCommand(
-            "XCLAIM", store.keys.jobs, store.keys.jobsGroup, consumer, 0, entryID, "IDLE", Self.milliseconds(lease),
+            "XCLAIM", store.keys.jobs(for: executionID), store.keys.jobsGroup, consumer, 0, entryID, "IDLE",
+            Self.milliseconds(lease),
             "JUSTID")
         // In a task of its own: the caller is cancelled, and the pool refuses to queue cancelled callers.
         _ = await Task { [redis = store.redis] in try? await redis.send(command) }.value
@@ -243,18 +327,18 @@ public final class WorkerService: Service, Sendable {
     private func runJob(_ entryID: String, _ executionID: String) async {
         do {
             guard let claim = try await store.claim(executionID, owner: consumer), !claim.status.isTerminal else {
-                try await acknowledge(entryID)
+                try await acknowledge(entryID, executionID)
                 return
             }
             try await run(executionID, fence: claim.fence, jobEntryID: entryID)
             // Done, or parked (the park script took the entry out already: acknowledging it again changes nothing).
-            try await acknowledge(entryID)
+            try await acknowledge(entryID, executionID)
         } catch is CancellationError {
             await handBack(entryID, executionID)
         } catch AppendError.fenced {
             logger.warning("lost the lease of \(executionID) to another worker")
         } catch AppendError.finished, AppendError.notFound {
-            try? await acknowledge(entryID)
+            try? await acknowledge(entryID, executionID)
         } catch {
             logger.error("job \(executionID) stopped: \(error); it will be taken over after the lease expires")
         }
@@ -286,7 +370,7 @@ public final class WorkerService: Service, Sendable {
                 }
                 while true {
                     do {
-                        guard try await holds(jobEntryID) else {
+                        guard try await holds(jobEntryID, executionID) else {
                             logger.info("execution \(executionID): its job was parked or handed on meanwhile")
                             return
                         }
@@ -301,9 +385,9 @@ public final class WorkerService: Service, Sendable {
     }
 
     /// Whether the job's entry is still pending for this worker.
-    private func holds(_ entryID: String) async throws -> Bool {
+    private func holds(_ entryID: String, _ executionID: String) async throws -> Bool {
         let reply = try await store.redis.send(
-            "XPENDING", store.keys.jobs, store.keys.jobsGroup, entryID, entryID, 1, consumer)
+            "XPENDING", store.keys.jobs(for: executionID), store.keys.jobsGroup, entryID, entryID, 1, consumer)
         return !(reply.array ?? []).isEmpty
     }
 
@@ -316,41 +400,55 @@ public final class WorkerService: Service, Sendable {
             } catch {
                 return  // cancelled: the worker is stopping
             }
-            let entries = active.withLock { $0.entries }
-            for start in stride(from: 0, to: entries.count, by: 500) {
-                var arguments: [any RedisArgument] = [store.keys.jobs, store.keys.jobsGroup, consumer, 0]
-                arguments += entries[start..<min(start + 500, entries.count)].map { $0 as any RedisArgument }
-                arguments.append("JUSTID")
-                _ = try? await store.redis.send(RedisCommand("XCLAIM", arguments: arguments))
+            let held = Dictionary(grouping: active.withLock { $0.entries }) { store.keys.shard(of: $0.executionID) }
+            for (shard, entries) in held {
+                for start in stride(from: 0, to: entries.count, by: 500) {
+                    var arguments: [any RedisArgument] = [
+                        store.keys.jobs(shard: shard), store.keys.jobsGroup, consumer, 0,
+                    ]
+                    arguments += entries[start..<min(start + 500, entries.count)].map {
+                        $0.entryID as any RedisArgument
+                    }
+                    arguments.append("JUSTID")
+                    _ = try? await store.redis.send(RedisCommand("XCLAIM", arguments: arguments))
+                }
             }
         }
     }
 
-    private func acknowledge(_ entryID: String) async throws {
+    private func acknowledge(_ entryID: String, _ executionID: String) async throws {
+        let jobs = store.keys.jobs(for: executionID)
         try await store.redis.send(batch: [
-            RedisCommand("XACK", store.keys.jobs, store.keys.jobsGroup, entryID),
-            RedisCommand("XDEL", store.keys.jobs, entryID),
+            RedisCommand("XACK", jobs, store.keys.jobsGroup, entryID), RedisCommand("XDEL", jobs, entryID),
         ])
     }
 
     /// Takes over up to `limit` jobs idle longer than the lease (their worker died); returns them. One round goes
-    /// through the whole pending list (each `XAUTOCLAIM` looks at most ten entries per job it may claim), from where
-    /// the last round stopped, until it has `limit` jobs or is back at the start.
+    /// through each shard's whole pending list (each `XAUTOCLAIM` looks at most ten entries per job it may claim),
+    /// from where the last round stopped, until it has `limit` jobs or is back at the start.
     func reclaim(limit: Int) async throws -> [(entryID: String, executionID: String)] {
+        var taken: [(entryID: String, executionID: String)] = []
+        for shard in store.keys.shards where taken.count < limit {
+            taken += try await reclaim(shard: shard, limit: limit - taken.count)
+        }
+        return taken
+    }
+
+    private func reclaim(shard: Int, limit: Int) async throws -> [(entryID: String, executionID: String)] {
         guard limit > 0 else { return [] }
         var taken: [(entryID: String, executionID: String)] = []
-        var cursor = reclaimCursor.withLock { $0 }
+        var cursor = reclaimCursors.withLock { $0[shard] } ?? "0-0"
         let start = StreamID(cursor) ?? .zero
         // A round that starts at the beginning ends at the end; one that starts further on wraps around once.
         var wrapped = start == .zero
         while taken.count < limit {
             let reply = try await store.redis.send(
-                "XAUTOCLAIM", store.keys.jobs, store.keys.jobsGroup, consumer, Self.milliseconds(lease), cursor,
-                "COUNT", limit - taken.count)
+                "XAUTOCLAIM", store.keys.jobs(shard: shard), store.keys.jobsGroup, consumer, Self.milliseconds(lease),
+                cursor, "COUNT", limit - taken.count)
             let parts = reply.array ?? []
             cursor = parts.first?.string ?? "0-0"
             taken += Self.jobs(parts.count > 1 ? parts[1] : .null)
-            reclaimCursor.withLock { [cursor] in $0 = cursor }
+            reclaimCursors.withLock { [cursor] in $0[shard] = cursor }
             let next = StreamID(cursor) ?? .zero
             if next == .zero {
                 if wrapped { break }

@@ -32,7 +32,7 @@ struct InspectCommand: AsyncParsableCommand {
             throw ExitCode(1)
         }
         let extra = try await redis.send("HMGET", keys.meta(executionID), "parked", "claimedAt").array ?? []
-        let deadline = try await redis.send("ZSCORE", keys.deadlines, executionID).string
+        let deadline = try await redis.send("ZSCORE", keys.deadlines(for: executionID), executionID).string
         let through = try await store.checkpoint(executionID)?.through
         let report = ExecutionReport(
             record: record, entries: try await store.allEntries(executionID),

@@ -95,16 +95,13 @@ struct ConfigOptions: ParsableArguments {
         let redis = try self.redis(config)
         defer { redis.shutdown() }
         return try await body(
-            config, APIKeys(redis: redis, keys: Keys(prefix: config.redis.prefix), configured: config.apiKeys))
+            config, APIKeys(redis: redis, keys: config.redis.keys, configured: config.apiKeys))
     }
 
-    /// A Redis client for the configuration, named `name` in `CLIENT LIST` (`TETHER_CLIENT_NAME` overrides).
-    func redis(_ config: TetherConfig, name: String = "tether") throws -> RedisClient {
-        var redis = try RedisConfiguration(url: config.redis.url)
-        redis.poolSize = config.redis.poolSize
-        redis.commandTimeout = .milliseconds(Int64(config.redis.commandTimeoutMilliseconds))
-        redis.clientName = ProcessInfo.processInfo.environment["TETHER_CLIENT_NAME"] ?? name
-        return RedisClient(configuration: redis, logger: Logger(label: "tether.redis"))
+    /// A Redis client for the configuration (one server or a cluster), named `name` in `CLIENT LIST`
+    /// (`TETHER_CLIENT_NAME` overrides).
+    func redis(_ config: TetherConfig, name: String = "tether") throws -> any RedisClientProtocol {
+        try config.redis.makeClient(name: ProcessInfo.processInfo.environment["TETHER_CLIENT_NAME"] ?? name)
     }
 }
 

@@ -60,11 +60,11 @@ struct WaitingBench: AsyncParsableCommand {
         var parked = 0
         while parked < executions {
             try await Task.sleep(for: .milliseconds(500))
-            parked = try await redis.send("ZCARD", keys.deadlines).int ?? 0
+            parked = try await redis.send("ZCARD", keys.deadlines(shard: 0)).int ?? 0
         }
         let allParked = clock.now - start
         let memoryAfter = try await usedMemory(redis)
-        let pending = try await redis.send("XPENDING", keys.jobs, keys.jobsGroup).array?.first?.int ?? -1
+        let pending = try await redis.send("XPENDING", keys.jobs(shard: 0), keys.jobsGroup).array?.first?.int ?? -1
         let idle = try await idleCPU()
         let workerAfter = ProcessStats.residentKiB(workerPid) ?? 0
         print("created \(executions) executions in \(created), all parked after \(allParked)")
@@ -81,12 +81,13 @@ struct WaitingBench: AsyncParsableCommand {
     }
 
     private func resume(_ redis: RedisClient, _ keys: Keys) async throws {
-        let waiting = try await redis.send("ZCARD", keys.deadlines).int ?? 0
+        let waiting = try await redis.send("ZCARD", keys.deadlines(shard: 0)).int ?? 0
         let idle = try await idleCPU()
         print(
             "fresh worker with \(waiting) executions waiting: RSS \((ProcessStats.residentKiB(workerPid) ?? 0) / 1024) MiB, "
                 + String(format: "CPU %.3f s over 5 s", idle))
-        let ids = (try await redis.send("ZRANGE", keys.deadlines, 0, approve - 1).array ?? []).compactMap(\.string)
+        let ids = (try await redis.send("ZRANGE", keys.deadlines(shard: 0), 0, approve - 1).array ?? []).compactMap(
+            \.string)
         let http = HTTPClient(port: port)
         let clock = ContinuousClock()
         let start = clock.now

@@ -90,7 +90,7 @@ struct APIContractTests {
         #expect(error["code"]?.stringValue == code)
         #expect(error["error"]?.stringValue?.isEmpty == false)
         // Nothing was created.
-        #expect(try await harness.redis.send("EXISTS", harness.store.keys.jobs).int == 0)
+        #expect(try await harness.total("EXISTS", of: harness.store.keys.jobs(shard:)) == 0)
     }
 
     @Test func validBodiesIncludingPartsAndHeaders() async throws {

@@ -81,7 +81,10 @@ struct CancelTests {
         expectCancelledEnd(try await readFrames(stream) { _ in false })
         harness.startWorker()
         // The worker that takes the job finds it cancelled and appends nothing.
-        #expect(try await eventually(5) { try await harness.redis.send("XLEN", harness.store.keys.jobs).int == 0 })
+        #expect(
+            try await eventually(5) {
+                try await harness.redis.send("XLEN", harness.store.keys.jobs(for: stream.executionID)).int == 0
+            })
         #expect(try await harness.store.allEvents(stream.executionID).last?.type == "finish")
     }
 

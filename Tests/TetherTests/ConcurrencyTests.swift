@@ -40,7 +40,7 @@ struct ConcurrencyTests {
         // The bound: the pool plus one pub/sub connection, whatever the number of clients.
         let connections = try await gatewayConnections(harness)
         #expect(connections <= poolSize + 1, "gateway holds \(connections) Redis connections")
-        #expect(harness.gatewayRedis.subscriber.subscribedCount == 50)
+        #expect(harness.gatewayRedis.pubSub.subscribedCount == 50)
 
         // Every client sees the rest of its execution after the approval.
         for execution in executions {
@@ -62,7 +62,7 @@ struct ConcurrencyTests {
         #expect(try await gatewayConnections(harness) <= poolSize + 1)
         // Clients gone, channels released.
         #expect(try await eventually { harness.gateway.tailer.watchedCount == 0 })
-        #expect(try await eventually { harness.gatewayRedis.subscriber.subscribedCount == 0 })
+        #expect(try await eventually { harness.gatewayRedis.pubSub.subscribedCount == 0 })
     }
 
     @Test func aClientThatDisconnectsIsNoticedAtOnce() async throws {

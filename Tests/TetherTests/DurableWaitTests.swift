@@ -24,16 +24,18 @@ struct DurableWaitTests {
             streams.append(stream)
         }
         // Two slots ran forty executions to their wait: each one parked gives its slot back.
-        #expect(try await eventually(10) { try await harness.redis.send("ZCARD", keys.deadlines).int == count })
-        #expect(try await harness.redis.send("ZCARD", keys.waiting).int == count)
+        #expect(try await eventually(10) { try await harness.total("ZCARD", of: keys.deadlines(shard:)) == count })
+        #expect(try await harness.total("ZCARD", of: keys.waiting(shard:)) == count)
         #expect(try await eventually(5) { harness.workersActive == 0 })
-        let pending = try await harness.redis.send("XPENDING", keys.jobs, keys.jobsGroup)
-        #expect(pending.array?.first?.int == 0, "a parked job is still pending: \(pending)")
-        #expect(try await harness.redis.send("XLEN", keys.jobs).int == 0)
+        #expect(try await harness.pendingJobs() == 0, "a parked job is still pending")
+        #expect(try await harness.total("XLEN", of: keys.jobs(shard:)) == 0)
         // No subscription either: nobody listens on any waiting execution's control channel.
         let channels = streams.map { keys.control($0.executionID) }
         let subscribers = try await harness.redis.send(
-            RedisCommand("PUBSUB", arguments: ["NUMSUB"] + channels.map { $0 as any RedisArgument }))
+            RedisCommand(
+                "PUBSUB",
+                arguments: [keys.isSharded ? "SHARDNUMSUB" : "NUMSUB"] + channels.map { $0 as any RedisArgument }
+            ))
         let counts = (subscribers.array ?? []).enumerated().filter { $0.offset % 2 == 1 }.compactMap { $0.element.int }
         #expect(counts.count == channels.count && counts.allSatisfy { $0 == 0 }, "\(subscribers)")
         let record = try await harness.redis.send("HGET", keys.meta(streams[0].executionID), "parked")
@@ -47,9 +49,9 @@ struct DurableWaitTests {
             let frames = try await readFrames(stream) { _ in false }
             #expect(frames.last?.finishReason == "stop")
         }
-        #expect(try await harness.redis.send("ZCARD", keys.deadlines).int == 0)
-        #expect(try await harness.redis.send("ZCARD", keys.waiting).int == 0)
-        #expect(try await eventually(5) { try await harness.redis.send("XLEN", keys.jobs).int == 0 })
+        #expect(try await harness.total("ZCARD", of: keys.deadlines(shard:)) == 0)
+        #expect(try await harness.total("ZCARD", of: keys.waiting(shard:)) == 0)
+        #expect(try await eventually(5) { try await harness.total("XLEN", of: keys.jobs(shard:)) == 0 })
     }
 
     @Test func aDeadlineIsTakenByOneWorkerAndComesDueAgainWhenItsClaimRunsOut() async throws {
@@ -57,19 +59,21 @@ struct DurableWaitTests {
         defer { harness.stop() }
         let store = harness.store
         let now = Identifiers.nowMilliseconds()
-        try await harness.redis.send("ZADD", store.keys.deadlines, now - 10, "exec_A")
-        async let first = store.claimDeadlines(now: now, limit: 10, claimEnd: now + 300)
-        async let second = store.claimDeadlines(now: now, limit: 10, claimEnd: now + 300)
+        let shard = store.keys.shard(of: "exec_A")
+        try await harness.redis.send("ZADD", store.keys.deadlines(shard: shard), now - 10, "exec_A")
+        async let first = store.claimDeadlines(shard: shard, now: now, limit: 10, claimEnd: now + 300)
+        async let second = store.claimDeadlines(shard: shard, now: now, limit: 10, claimEnd: now + 300)
         let claims = try await [first, second]
         #expect(claims.map(\.count).sorted() == [0, 1], "one claim takes it: \(claims)")
-        #expect(try await store.claimDeadlines(now: now + 100, limit: 10, claimEnd: now + 400).isEmpty)
+        #expect(try await store.claimDeadlines(shard: shard, now: now + 100, limit: 10, claimEnd: now + 400).isEmpty)
         // The claimer died: once its claim has run out, the deadline is due for another worker.
-        #expect(try await store.claimDeadlines(now: now + 301, limit: 10, claimEnd: now + 900) == ["exec_A"])
+        #expect(
+            try await store.claimDeadlines(shard: shard, now: now + 301, limit: 10, claimEnd: now + 900) == ["exec_A"])
         // A settle from the first claim changes nothing now; the second claim's own settle drops it.
         try await store.settleDeadline("exec_A", claimEnd: now + 300, next: nil)
-        #expect(try await harness.redis.send("ZSCORE", store.keys.deadlines, "exec_A").string != nil)
+        #expect(try await harness.redis.send("ZSCORE", store.keys.deadlines(shard: shard), "exec_A").string != nil)
         try await store.settleDeadline("exec_A", claimEnd: now + 900, next: nil)
-        #expect(try await harness.redis.send("ZSCORE", store.keys.deadlines, "exec_A").string == nil)
+        #expect(try await harness.redis.send("ZSCORE", store.keys.deadlines(shard: shard), "exec_A").string == nil)
     }
 
     @Test func aDecisionMadeJustBeforeTheParkIsFoundAndCancellingAParkedExecutionDropsItsDeadline() async throws {
@@ -87,11 +91,11 @@ struct DurableWaitTests {
             ])
         #expect(try await store.decide(id, toolCallID: "call_1", approved: true, reason: nil) == .recorded)
         // Not parked when the decision came: it queues nothing, and parking now finds the decision.
-        let jobs = try await harness.redis.send("XLEN", store.keys.jobs).int
+        let jobs = try await harness.redis.send("XLEN", store.keys.jobs(for: id)).int
         #expect(
             try await store.park(id, fence: claim.fence, jobEntryID: "0-1", deadline: 1, toolCallIDs: ["call_1"])
                 == .decided)
-        #expect(try await harness.redis.send("ZCARD", store.keys.deadlines).int == 0)
+        #expect(try await harness.redis.send("ZCARD", store.keys.deadlines(for: id)).int == 0)
         // A stale owner cannot park.
         await #expect(throws: AppendError.fenced) {
             try await store.park(id, fence: claim.fence - 1, jobEntryID: "0-1", deadline: 1, toolCallIDs: ["call_2"])
@@ -99,12 +103,12 @@ struct DurableWaitTests {
         #expect(
             try await store.park(id, fence: claim.fence, jobEntryID: "0-1", deadline: 1, toolCallIDs: ["call_2"])
                 == .parked)
-        #expect(try await harness.redis.send("ZCARD", store.keys.deadlines).int == 1)
+        #expect(try await harness.redis.send("ZCARD", store.keys.deadlines(for: id)).int == 1)
         #expect(try await store.cancel(id) == .cancelled)
-        #expect(try await harness.redis.send("ZCARD", store.keys.deadlines).int == 0)
+        #expect(try await harness.redis.send("ZCARD", store.keys.deadlines(for: id)).int == 0)
         #expect(try await harness.redis.send("HEXISTS", store.keys.meta(id), "parked").int == 0)
         // Cancelling queues no job: nothing is left to run.
-        #expect(try await harness.redis.send("XLEN", store.keys.jobs).int == jobs)
+        #expect(try await harness.redis.send("XLEN", store.keys.jobs(for: id)).int == jobs)
     }
 
     @Test func anOrphanBehindThousandsOfLiveJobsIsTakenOverWithinTheLeaseAndARound() async throws {
@@ -113,22 +117,28 @@ struct DurableWaitTests {
         defer { harness.stop() }
         let keys = harness.store.keys
         let redis = harness.redis
-        try await redis.send("XGROUP", "CREATE", keys.jobs, keys.jobsGroup, "0", "MKSTREAM")
+        // The execution's conversation names its shard, so the live jobs go to the same stream ahead of it.
+        let jobs = keys.jobs(shard: keys.shard(tenant: "acme", conversationID: "conv_orphan"))
+        try await redis.send("XGROUP", "CREATE", jobs, keys.jobsGroup, "0", "MKSTREAM")
         let live = 3000
         for start in stride(from: 0, to: live, by: 500) {
             try await redis.send(
                 batch: (start..<start + 500).map {
-                    RedisCommand("XADD", keys.jobs, "*", "executionId", "exec_live\($0)")
+                    RedisCommand("XADD", jobs, "*", "executionId", "exec_live\($0)")
                 })
         }
         // A live worker holds 3,000 jobs and renews them; a dead one holds the real execution's job, behind them.
         let held = try await redis.send(
-            "XREADGROUP", "GROUP", keys.jobsGroup, "live", "COUNT", live, "STREAMS", keys.jobs, ">")
+            "XREADGROUP", "GROUP", keys.jobsGroup, "live", "COUNT", live, "STREAMS", jobs, ">")
         let liveIDs = ExecutionStore.parseEntriesRaw(held.array?.first?.array?.last ?? .null).map(\.id)
         #expect(liveIDs.count == live)
-        let stream = try await harness.create("what is the weather in Lima?")
+        let stream = try await harness.create(
+            body: [
+                "messages": [["role": "user", "content": "what is the weather in Lima?"]],
+                "conversationId": "conv_orphan",
+            ])
         let orphan = try await redis.send(
-            "XREADGROUP", "GROUP", keys.jobsGroup, "dead", "COUNT", 1, "STREAMS", keys.jobs, ">")
+            "XREADGROUP", "GROUP", keys.jobsGroup, "dead", "COUNT", 1, "STREAMS", jobs, ">")
         #expect(orphan.array?.first?.array?.last?.array?.count == 1)
         let keeper = Task {
             while !Task.isCancelled {
@@ -136,7 +146,7 @@ struct DurableWaitTests {
                     let ids = liveIDs[start..<min(start + 500, liveIDs.count)].map { $0 as any RedisArgument }
                     _ = try? await redis.send(
                         RedisCommand(
-                            "XCLAIM", arguments: [keys.jobs, keys.jobsGroup, "live", 0] + ids + ["JUSTID"]))
+                            "XCLAIM", arguments: [jobs, keys.jobsGroup, "live", 0] + ids + ["JUSTID"]))
                 }
                 try? await Task.sleep(for: .milliseconds(200))
             }
@@ -155,9 +165,7 @@ struct DurableWaitTests {
 
     @Test func aLongRunWithASmallStreamLimitResumesFromItsCheckpoint() async throws {
         // Trimming with MAXLEN ~ drops whole nodes of the stream: small nodes make a small limit bite.
-        let admin = try RedisClient(configuration: RedisConfiguration(url: testRedisURL))
-        defer { admin.shutdown() }
-        try await admin.send("CONFIG", "SET", "stream-node-max-entries", 10)
+        try await Harness.onEveryServer(RedisCommand("CONFIG", "SET", "stream-node-max-entries", 10))
         let model = try await FakeProvider.start()
         defer { model.stop() }
         let endpoint = try await FakeProvider.start()
@@ -204,7 +212,7 @@ struct DurableWaitTests {
         #expect(endpoint.received.count == 1, "the tool ran again")
         let status = try await harness.status(id, token: token)
         #expect(try JSON.parse(status.body)["status"]?.stringValue == "completed", "\(status.body)")
-        try await admin.send("CONFIG", "SET", "stream-node-max-entries", 100)
+        try await Harness.onEveryServer(RedisCommand("CONFIG", "SET", "stream-node-max-entries", 100))
     }
 
     /// A Chat Completions stream of text deltas, without its end (a tool call's chunks or `[DONE]` follow).

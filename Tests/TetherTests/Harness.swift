@@ -11,15 +11,20 @@ import TetherCore
 import TetherGateway
 import TetherWorker
 
-/// The Redis server of `scripts/test` (or a local default for a bare `swift test`).
+/// The Redis server of `scripts/test` (or a local default for a bare `swift test`); a `redis+cluster://` URL runs
+/// the suite on a cluster (the sharded layout).
 let testRedisURL = ProcessInfo.processInfo.environment["TETHER_TEST_REDIS_URL"] ?? "redis://127.0.0.1:6379"
+
+/// Shards to use on a single server (`TETHER_TEST_SHARDS`, default 0: the single-Redis layout): the sharded
+/// layout without a cluster.
+let testShards = ProcessInfo.processInfo.environment["TETHER_TEST_SHARDS"].flatMap { Int($0) } ?? 0
 
 /// A gateway (and optionally workers) in this process on a free port, with a key prefix of its own so tests
 /// sharing one Redis never see each other's keys or jobs.
 final class Harness: Sendable {
     let config: TetherConfig
-    let redis: RedisClient
-    let gatewayRedis: RedisClient
+    let redis: any RedisClientProtocol
+    let gatewayRedis: any RedisClientProtocol
     let gateway: Gateway
     let port: Int
     let token: String
@@ -33,6 +38,7 @@ final class Harness: Sendable {
     ) async throws -> Harness {
         var config = TetherConfig()
         config.redis.url = testRedisURL
+        config.redis.shards = testShards
         config.redis.prefix = "t" + Identifiers.token(8)
         config.redis.poolSize = poolSize
         config.http.host = "127.0.0.1"
@@ -68,7 +74,7 @@ final class Harness: Sendable {
         redis = try Self.client(config, name: "test")
         gatewayRedis = try Self.client(config, name: "gw-\(config.redis.prefix)")
         gateway = Gateway(config: config, redis: gatewayRedis, logger: Self.quietLogger("tether.gateway"))
-        let keys = APIKeys(redis: redis, keys: Keys(prefix: config.redis.prefix), configured: [])
+        let keys = APIKeys(redis: redis, keys: config.redis.keys, configured: [])
         token = try await keys.create(tenant: "acme", agent: "demo").token
         let (portStream, portContinuation) = AsyncStream.makeStream(of: Int.self)
         let app = gateway.makeApplication { channel in
@@ -89,11 +95,21 @@ final class Harness: Sendable {
         return logger
     }
 
-    static func client(_ config: TetherConfig, name: String) throws -> RedisClient {
-        var configuration = try RedisConfiguration(url: config.redis.url)
-        configuration.poolSize = config.redis.poolSize
-        configuration.clientName = name
-        return RedisClient(configuration: configuration, logger: quietLogger("tether.redis"))
+    static func client(_ config: TetherConfig, name: String) throws -> any RedisClientProtocol {
+        try config.redis.makeClient(name: name, logger: quietLogger("tether.redis"))
+    }
+
+    /// Sends `command` to the test Redis, or to every master of the test cluster.
+    static func onEveryServer(_ command: RedisCommand) async throws {
+        var config = TetherConfig()
+        config.redis.url = testRedisURL
+        let client = try config.redis.makeClient(name: "test-admin", logger: quietLogger("tether.redis"))
+        defer { client.shutdown() }
+        if let cluster = client as? RedisClusterClient {
+            for reply in try await cluster.sendToMasters(command) { try reply.throwIfError() }
+        } else {
+            try await client.send(command)
+        }
     }
 
     /// Starts a worker process's job loop (a new consumer); returns its index for ``stopWorker(_:)``.
@@ -107,6 +123,20 @@ final class Harness: Sendable {
             workers.append(Task { try await worker.run() })
             return workers.count - 1
         }
+    }
+
+    /// A count over every shard: `command` (`XLEN`, `ZCARD`...) of each shard's key, summed.
+    func total(_ command: String, of key: (Int) -> String) async throws -> Int {
+        let replies = try await redis.send(batch: store.keys.shards.map { RedisCommand(command, key($0)) })
+        return replies.reduce(0) { $0 + ($1.int ?? 0) }
+    }
+
+    /// Job entries pending in the consumer groups of every shard.
+    func pendingJobs() async throws -> Int {
+        let keys = store.keys
+        let replies = try await redis.send(
+            batch: keys.shards.map { RedisCommand("XPENDING", keys.jobs(shard: $0), keys.jobsGroup) })
+        return replies.reduce(0) { $0 + ($1.array?.first?.int ?? 0) }
     }
 
     /// Executions the workers started here hold now.
@@ -130,7 +160,7 @@ final class Harness: Sendable {
     func auth(_ token: String? = nil) -> [(String, String)] { [("Authorization", "Bearer \(token ?? self.token)")] }
 
     func makeKey(tenant: String, agent: String) async throws -> String {
-        try await APIKeys(redis: redis, keys: Keys(prefix: config.redis.prefix), configured: [])
+        try await APIKeys(redis: redis, keys: config.redis.keys, configured: [])
             .create(tenant: tenant, agent: agent).token
     }
 

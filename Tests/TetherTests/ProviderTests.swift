@@ -336,8 +336,8 @@ struct ProviderTests {
                 "call_A", "call_B",
             ])
         // It waits for a human from when it parked, until nothing is undecided: one decision of two keeps its time.
-        let waiting = harness.store.keys.waiting
         let id = stream.executionID
+        let waiting = harness.store.keys.waiting(for: id)
         #expect(try await eventually(5) { try await harness.redis.send("ZSCORE", waiting, id).string != nil })
         let since = try await harness.redis.send("ZSCORE", waiting, id).string
         #expect(

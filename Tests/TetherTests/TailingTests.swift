@@ -13,7 +13,8 @@ struct TailingTests {
         let stream = try await harness.create("hi")
         let id = stream.executionID
         stream.close()
-        let subscription = try await harness.redis.subscriber.subscribe(harness.store.keys.tail(id))
+        let subscription = try await harness.redis.pubSub.subscribe(
+            harness.store.keys.tail(id), kind: harness.store.keys.channelKind)
         let claim = try #require(try await harness.store.claim(id, owner: "test"))
         let written = try await harness.store.append(
             id, fence: claim.fence,

@@ -134,13 +134,13 @@ struct UIMessageStreamTests {
         #expect(badFormat.status == 400)
         #expect(String(decoding: badFormat.body, as: UTF8.self).contains("invalid_stream_format"))
         // On create too, before anything is created (a valid header does not excuse a bad query).
-        let before = try await harness.redis.send("XLEN", harness.store.keys.jobs).int
+        let before = try await harness.total("XLEN", of: harness.store.keys.jobs(shard:))
         let badCreate = try await harness.http.send(
             .POST, "/run/api/executions?format=UI-MESSAGE",
             headers: harness.auth() + [("Content-Type", "application/json"), Self.format],
             body: Array(#"{"messages":[{"role":"user","content":"hi"}]}"#.utf8))
         #expect(badCreate.status == 400)
-        #expect(try await harness.redis.send("XLEN", harness.store.keys.jobs).int == before)
+        #expect(try await harness.total("XLEN", of: harness.store.keys.jobs(shard:)) == before)
         let badID = try await harness.http.send(
             .GET, "/run/api/executions/\(id)/stream",
             headers: harness.auth() + [Self.format, ("Last-Event-ID", "1-0:x")])

@@ -43,6 +43,8 @@ extension TetherConfig {
     public static var settings: [Setting] {
         [
             Setting("redis.url", env: "TETHER_REDIS_URL", .text(\.redis.url, check: redisURLProblem)),
+            Setting("redis.cluster", env: "TETHER_REDIS_CLUSTER", .texts(\.redis.cluster, check: clusterSeedProblem)),
+            Setting("redis.shards", env: "TETHER_REDIS_SHARDS", .integer(\.redis.shards, 0...1024)),
             Setting("redis.prefix", env: "TETHER_PREFIX", .text(\.redis.prefix, check: Names.prefixProblem)),
             Setting("redis.poolSize", .integer(\.redis.poolSize, 1...1024)),
             Setting("redis.commandTimeoutMilliseconds", .integer(\.redis.commandTimeoutMilliseconds, 10...600_000)),
@@ -81,12 +83,24 @@ extension TetherConfig {
 
     static func redisURLProblem(_ url: String) -> String? {
         do {
-            _ = try RedisConfiguration(url: url)
+            if let seeds = try Redis.clusterSeeds(url) {
+                for seed in seeds { _ = try RedisConfiguration(url: seed) }
+            } else {
+                _ = try RedisConfiguration(url: url)
+            }
             return nil
         } catch {
-            return "is not a Redis URL (redis://[user[:password]@]host[:port][/db] or unix:///path): "
-                + "\(JSON.quoted(RedisConfiguration.redacted(url)))"
+            return "is not a Redis URL (redis://[user[:password]@]host[:port][/db], unix:///path or "
+                + "redis+cluster://host:port,host:port…): \(JSON.quoted(RedisConfiguration.redacted(url)))"
         }
+    }
+
+    static func clusterSeedProblem(_ url: String) -> String? {
+        guard let configuration = try? RedisConfiguration(url: url), case .tcp = configuration.endpoint else {
+            return "is not a cluster node's URL (redis://[user[:password]@]host:port): "
+                + JSON.quoted(RedisConfiguration.redacted(url))
+        }
+        return nil
     }
 
     static func hostProblem(_ host: String) -> String? {

@@ -6,8 +6,14 @@
 public struct TetherConfig: Sendable, Equatable {
     /// Redis settings.
     public struct Redis: Sendable, Equatable {
-        /// `redis://[user[:password]@]host[:port][/db]` or `unix:///path`.
+        /// `redis://[user[:password]@]host[:port][/db]` or `unix:///path`; or a cluster's seed nodes as
+        /// `redis+cluster://[user[:password]@]host:port[,host:port…]`.
         public var url: String = "redis://127.0.0.1:6379/0"
+        /// A Redis Cluster's seed nodes (`redis://host:port` each); when given, ``url`` is not used.
+        public var cluster: [String] = []
+        /// The number of shards (job streams, deadline and waiting sets; see ``Keys``): 0 for the default, which is
+        /// 16 on a cluster and the single-Redis layout on one server.
+        public var shards: Int = 0
         /// The prefix of every key (`tether:{exec_…}:meta`).
         public var prefix: String = "tether"
         /// Pooled connections for ordinary commands, per process.

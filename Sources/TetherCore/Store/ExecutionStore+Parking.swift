@@ -35,7 +35,11 @@ extension ExecutionStore {
             + toolCallIDs.map { $0 as any RedisArgument }
         do {
             let reply = try await redis.run(
-                Scripts.park, keys: [keys.meta(id), keys.approvals(id), keys.jobs, keys.deadlines, keys.waiting],
+                Scripts.park,
+                keys: [
+                    keys.meta(id), keys.approvals(id), keys.jobs(for: id), keys.deadlines(for: id),
+                    keys.waiting(for: id),
+                ],
                 arguments: arguments)
             return reply.string == "DECIDED" ? .decided : .parked
         } catch let error as RedisError where error.code == .serverError {
@@ -48,11 +52,11 @@ extension ExecutionStore {
         }
     }
 
-    /// Claims up to `limit` parked executions whose deadline has passed until `claimEnd` (milliseconds); returns
-    /// their ids (see ``Scripts/claimDeadlines``).
-    public func claimDeadlines(now: Int64, limit: Int, claimEnd: Int64) async throws -> [String] {
+    /// Claims up to `limit` parked executions of `shard` whose deadline has passed until `claimEnd` (milliseconds);
+    /// returns their ids (see ``Scripts/claimDeadlines``).
+    public func claimDeadlines(shard: Int, now: Int64, limit: Int, claimEnd: Int64) async throws -> [String] {
         let reply = try await redis.run(
-            Scripts.claimDeadlines, keys: [keys.deadlines], arguments: [now, limit, claimEnd])
+            Scripts.claimDeadlines, keys: [keys.deadlines(shard: shard)], arguments: [now, limit, claimEnd])
         return (reply.array ?? []).compactMap(\.string)
     }
 
@@ -60,7 +64,7 @@ extension ExecutionStore {
     /// claim (see ``Scripts/settleDeadline``).
     public func settleDeadline(_ id: String, claimEnd: Int64, next: Int64?) async throws {
         _ = try await redis.run(
-            Scripts.settleDeadline, keys: [keys.deadlines, keys.waiting],
+            Scripts.settleDeadline, keys: [keys.deadlines(for: id), keys.waiting(for: id)],
             arguments: [id, claimEnd, next.map { String($0) } ?? ""])
     }
 
@@ -73,21 +77,35 @@ extension ExecutionStore {
 }
 
 extension ExecutionStore {
-    /// How many executions are parked waiting for a decision (the deployment's), and since when the oldest of them
-    /// waits (ms since the epoch), from the waiting set.
+    /// How many executions are parked waiting for a decision (the deployment's, over every shard), and since when
+    /// the oldest of them waits (ms since the epoch), from the waiting sets.
     public func waiting() async throws -> (count: Int, oldestSince: Int64?) {
-        let replies = try await redis.send(batch: waitingCommands)
-        return Self.waiting(replies[0], replies[1])
+        Self.waiting(try await redis.send(batch: waitingCommands)[...])
     }
 
-    /// The two commands ``waiting()`` sends (for callers that batch them with others).
+    /// The commands ``waiting()`` sends, two per shard (for callers that batch them with others).
     public var waitingCommands: [RedisCommand] {
-        [RedisCommand("ZCARD", keys.waiting), RedisCommand("ZRANGE", keys.waiting, 0, 0, "WITHSCORES")]
+        keys.shards.flatMap { shard in
+            [
+                RedisCommand("ZCARD", keys.waiting(shard: shard)),
+                RedisCommand("ZRANGE", keys.waiting(shard: shard), 0, 0, "WITHSCORES"),
+            ]
+        }
     }
 
     /// What the replies of ``waitingCommands`` say.
-    public static func waiting(_ count: RESPValue, _ oldest: RESPValue) -> (count: Int, oldestSince: Int64?) {
-        let score = oldest.array.flatMap { $0.count == 2 ? $0[1].string.flatMap { Double($0) } : nil }
-        return (count.int ?? 0, score.map { Int64($0) })
+    public static func waiting(_ replies: ArraySlice<RESPValue>) -> (count: Int, oldestSince: Int64?) {
+        var count = 0
+        var oldest: Int64?
+        var index = replies.startIndex
+        while index + 1 < replies.endIndex {
+            count += replies[index].int ?? 0
+            let pair = replies[index + 1].array
+            if let pair, pair.count == 2, let score = pair[1].string.flatMap({ Double($0) }) {
+                oldest = min(oldest ?? Int64(score), Int64(score))
+            }
+            index += 2
+        }
+        return (count, oldest)
     }
 }

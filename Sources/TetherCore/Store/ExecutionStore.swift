@@ -3,8 +3,8 @@ import RedisKit
 
 /// Reads and changes executions in Redis; every change is one Lua script (atomic).
 public struct ExecutionStore: Sendable {
-    /// The Redis client.
-    public let redis: RedisClient
+    /// The Redis client: one server or a cluster.
+    public let redis: any RedisClientProtocol
     /// The key schema.
     public let keys: Keys
     /// Approximate most entries per event stream.
@@ -15,7 +15,7 @@ public struct ExecutionStore: Sendable {
     public let counters = StoreCounters()
 
     /// Makes a store.
-    public init(redis: RedisClient, keys: Keys, maxLength: Int = 100_000, retentionSeconds: Int = 604_800) {
+    public init(redis: any RedisClientProtocol, keys: Keys, maxLength: Int = 100_000, retentionSeconds: Int = 604_800) {
         self.redis = redis
         self.keys = keys
         self.maxLength = maxLength
@@ -23,9 +23,9 @@ public struct ExecutionStore: Sendable {
     }
 
     /// Makes a store with the configuration's key prefix and stream limits (what gateways and workers use).
-    public init(redis: RedisClient, config: TetherConfig) {
+    public init(redis: any RedisClientProtocol, config: TetherConfig) {
         self.init(
-            redis: redis, keys: Keys(prefix: config.redis.prefix), maxLength: config.streams.maxLength,
+            redis: redis, keys: config.redis.keys, maxLength: config.streams.maxLength,
             retentionSeconds: config.streams.retentionSeconds)
     }
 
@@ -70,6 +70,11 @@ public struct ExecutionStore: Sendable {
     /// Creates the record, the first event and the job in one script, unless `idempotency` already names an
     /// execution of the same tenant and agent. `forwardedHeaders` are kept apart from the input, only until the
     /// execution ends.
+    ///
+    /// In the sharded layout the idempotency record has a slot of its own: it is reserved first
+    /// (``Scripts/reserveIdempotency``), then the execution is created, and the reservation is released when the
+    /// create made nothing (the conversation was busy). A reservation whose execution never appeared (its gateway
+    /// died between the two) is taken over after ``staleReservationMilliseconds``.
     public func create(
         id: String, tenant: String, agentId: String, keyId: String, conversationId: String, input: JSON,
         forwardedHeaders: [String: String] = [:], idempotency: Idempotency? = nil
@@ -80,21 +85,36 @@ public struct ExecutionStore: Sendable {
             "conversationId": .string(conversationId),
         ]
         let idempotencyKey = keys.idempotency(tenant: tenant, agent: agentId, key: idempotency?.key ?? "")
+        let apart = keys.isSharded && idempotency != nil
+        if apart, let idempotency {
+            if let earlier = try await reserve(idempotency, key: idempotencyKey, id: id, tenant: tenant, agent: agentId)
+            {
+                return earlier
+            }
+        }
         let headers = forwardedHeaders.isEmpty ? "" : JSON.object(forwardedHeaders.mapValues { .string($0) }).rendered
-        let reply = try await redis.run(
-            Scripts.create,
-            keys: [
-                keys.meta(id), keys.events(id), keys.jobs, idempotencyKey,
-                keys.conversationState(tenant: tenant, conversationID: conversationId),
-                keys.conversation(tenant: tenant, conversationID: conversationId),
-            ],
-            arguments: [
-                id, tenant, agentId, keyId, conversationId, Identifiers.isoTimestamp(milliseconds: now), Int64(now),
-                started.rendered, input.rendered, keys.tail(id), maxLength,
-                idempotency.map { String($0.seconds) } ?? "", idempotency?.requestDigest ?? "",
-                idempotency?.key ?? "", headers,
-            ])
+        var scriptKeys = [
+            keys.meta(id), keys.events(id), keys.jobs(for: id),
+            keys.conversationState(tenant: tenant, conversationID: conversationId),
+            keys.conversation(tenant: tenant, conversationID: conversationId),
+        ]
+        if !keys.isSharded { scriptKeys.append(idempotencyKey) }
+        let reply: RESPValue
+        do {
+            reply = try await redis.run(
+                script(Scripts.create), keys: scriptKeys,
+                arguments: [
+                    id, tenant, agentId, keyId, conversationId, Identifiers.isoTimestamp(milliseconds: now), Int64(now),
+                    started.rendered, input.rendered, keys.tail(id), maxLength,
+                    apart ? "" : idempotency.map { String($0.seconds) } ?? "", idempotency?.requestDigest ?? "",
+                    idempotency?.key ?? "", headers, keys.jobsBell(shard: keys.shard(of: id)),
+                ])
+        } catch let error as RedisError where apart && error.code == .serverError {
+            _ = try? await redis.run(Scripts.releaseIdempotency, keys: [idempotencyKey], arguments: [id])
+            throw error
+        }
         if let pair = reply.array, pair.count == 2, let kind = pair[0].string, let existing = pair[1].string {
+            if apart { _ = try? await redis.run(Scripts.releaseIdempotency, keys: [idempotencyKey], arguments: [id]) }
             switch kind {
             case "EXISTING": return .existing(executionID: existing)
             case "REUSED": return .reused(executionID: existing)
@@ -106,6 +126,47 @@ public struct ExecutionStore: Sendable {
         counters.appended(1)
         return .created(firstEventID: first)
     }
+
+    /// How long a reservation of an `Idempotency-Key` may name an execution that does not exist before another
+    /// request takes the key over (the gateway that reserved it died before creating it).
+    public static let staleReservationMilliseconds: Int64 = 10_000
+
+    /// Reserves the key for `id` (sharded layout); returns `nil` when reserved, or what an earlier request made.
+    private func reserve(_ idempotency: Idempotency, key: String, id: String, tenant: String, agent: String)
+        async throws -> Creation?
+    {
+        for _ in 0..<2 {
+            let now = Identifiers.nowMilliseconds()
+            let reply = try await redis.run(
+                Scripts.reserveIdempotency, keys: [key],
+                arguments: [
+                    id, tenant, agent, idempotency.key, idempotency.requestDigest, idempotency.seconds, Int64(now),
+                ]
+            ).requireArray()
+            guard reply.count == 3, let kind = reply[0].string, let existing = reply[1].string else {
+                throw RedisError(.unexpectedReply, "reserveIdempotency returned \(reply)")
+            }
+            switch kind {
+            case "RESERVED": return nil
+            case "FOREIGN": return .foreign
+            default: break
+            }
+            // The execution it names is created right after its reservation: wait for it a little.
+            let reservedAt = reply[2].string.flatMap { Int64($0) } ?? 0
+            while try await redis.send("EXISTS", keys.meta(existing)).int != 1 {
+                if Identifiers.nowMilliseconds() - reservedAt > Self.staleReservationMilliseconds { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            if try await redis.send("EXISTS", keys.meta(existing)).int == 1 {
+                return kind == "REUSED" ? .reused(executionID: existing) : .existing(executionID: existing)
+            }
+            _ = try await redis.run(Scripts.releaseIdempotency, keys: [key], arguments: [existing])
+        }
+        throw RedisError(.serverError, "CONFLICT the idempotency key is being taken by another request")
+    }
+
+    /// `script` as this store's layout runs it.
+    func script(_ script: RedisScript) -> RedisScript { Scripts.forLayout(script, keys) }
 
     /// The first `count` items of a conversation's history (JSON, oldest first).
     public func history(tenant: String, conversationID: String, count: Int) async throws -> [JSON] {
@@ -203,11 +264,14 @@ public struct ExecutionStore: Sendable {
         ]
         do {
             let reply = try await redis.run(
-                Scripts.decide,
-                keys: [keys.meta(id), keys.events(id), keys.approvals(id), keys.jobs, keys.deadlines, keys.waiting],
+                script(Scripts.decide),
+                keys: [
+                    keys.meta(id), keys.events(id), keys.approvals(id), keys.jobs(for: id), keys.deadlines(for: id),
+                    keys.waiting(for: id),
+                ],
                 arguments: [
                     toolCallID, approved ? "true" : "false", decision.rendered, event.rendered, iso, Int64(now),
-                    keys.tail(id), maxLength, id,
+                    keys.tail(id), maxLength, id, keys.jobsBell(shard: keys.shard(of: id)),
                 ])
             if reply.string == "REPEATED" { return .repeated }
             counters.appended(1)
@@ -233,10 +297,10 @@ public struct ExecutionStore: Sendable {
         let finish: JSON = ["type": .string(EventType.finish.rawValue), "status": "cancelled"]
         do {
             let reply = try await redis.run(
-                Scripts.cancel,
+                script(Scripts.cancel),
                 keys: [
-                    keys.meta(id), keys.events(id), keys.approvals(id), keys.deadlines, keys.checkpoint(id),
-                    keys.waiting,
+                    keys.meta(id), keys.events(id), keys.approvals(id), keys.deadlines(for: id), keys.checkpoint(id),
+                    keys.waiting(for: id),
                 ],
                 arguments: [
                     error.rendered, finish.rendered, Identifiers.isoTimestamp(milliseconds: now), Int64(now),
@@ -282,7 +346,7 @@ public struct ExecutionStore: Sendable {
         do {
             appended = try Self.appendedIDs(
                 try await redis.run(
-                    Scripts.append, keys: appendKeys(id),
+                    script(Scripts.append), keys: appendKeys(id),
                     arguments: appendArguments(id, fence, events, checkpoint: checkpoint)))
         } catch {
             throw Self.appendError(error)
@@ -298,13 +362,14 @@ public struct ExecutionStore: Sendable {
     }
 
     /// ``append(_:fence:events:checkpoint:)`` without a checkpoint and without suspending the caller, for code driven
-    /// by event-loop callbacks (see ``RedisClient/submit(_:)``): the future completes with what was appended or the
+    /// by event-loop callbacks (see ``RedisClientProtocol/submit(_:)``): the future completes with what was appended or the
     /// same errors.
     public func submitAppend(_ id: String, fence: Int, events: [NewEvent]) -> EventLoopFuture<Appended> {
         guard !events.isEmpty else {
-            return redis.configuration.eventLoopGroup.any().makeSucceededFuture(Appended(previous: "", ids: []))
+            return redis.eventLoopGroup.any().makeSucceededFuture(Appended(previous: "", ids: []))
         }
-        let reply = redis.submit(Scripts.append, keys: appendKeys(id), arguments: appendArguments(id, fence, events))
+        let reply = redis.submit(
+            script(Scripts.append), keys: appendKeys(id), arguments: appendArguments(id, fence, events))
         let promise = reply.eventLoop.makePromise(of: Appended.self)
         reply.whenComplete { [self] result in
             do {

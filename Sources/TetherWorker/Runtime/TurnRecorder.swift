@@ -97,7 +97,7 @@ final class TurnRecorder: TurnSink, Sendable {
         self.executionID = executionID
         self.fence = fence
         self.turnID = turnID
-        self.loop = MultiThreadedEventLoopGroup.currentEventLoop ?? store.redis.configuration.eventLoopGroup.any()
+        self.loop = MultiThreadedEventLoopGroup.currentEventLoop ?? store.redis.eventLoopGroup.any()
     }
 
     /// Whether any output (text or a tool call) was recorded: a failure after that cannot be retried silently.
