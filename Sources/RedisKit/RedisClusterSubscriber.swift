@@ -27,7 +27,8 @@ public final class RedisClusterSubscriber: RedisPubSub {
         var closed = false
     }
 
-    private unowned let cluster: RedisClusterClient
+    /// The client that owns this subscriber (weak: the subscriber's tasks may outlive it).
+    private weak let cluster: RedisClusterClient?
     private let logger: Logger
     private let state = Mutex(State())
 
@@ -75,6 +76,7 @@ public final class RedisClusterSubscriber: RedisPubSub {
     public func subscribe(
         _ name: String, kind: RedisSubscriptionKind, handler: @escaping @Sendable (RedisPubSubMessage) -> Void
     ) async throws -> RedisSubscriptionHandle {
+        guard let cluster else { throw RedisError(.poolClosed, "the cluster client was shut down") }
         let node = try await cluster.master(for: kind == .shard ? ClusterSlot.of(name) : nil)
         let inner = try await nodeSubscriber(node).subscribe(name, kind: kind, handler: handler)
         let id = state.withLock { state -> UInt64? in
@@ -105,6 +107,7 @@ public final class RedisClusterSubscriber: RedisPubSub {
 
     /// The pub/sub connection of `node`, with this subscriber's hooks on it.
     private func nodeSubscriber(_ node: ClusterTopology.Node) throws -> RedisSubscriber {
+        guard let cluster else { throw RedisError(.poolClosed, "the cluster client was shut down") }
         let subscriber = try cluster.client(host: node.host, port: node.port).subscriber
         let isNew = state.withLock { $0.hooked.insert("\(node.host):\(node.port)").inserted }
         if isNew {
@@ -122,13 +125,13 @@ public final class RedisClusterSubscriber: RedisPubSub {
     private func lost() {
         Task { [weak self] in
             for attempt in 1...20 {
-                guard let self, !self.state.withLock({ $0.closed }) else { return }
-                let before = self.cluster.topology
-                if let after = try? await self.cluster.refreshTopology(), after != before { return }
+                guard let self, let cluster = self.cluster, !self.state.withLock({ $0.closed }) else { return }
+                let before = cluster.topology
+                if let after = try? await cluster.refreshTopology(), after != before { return }
                 try? await Task.sleep(for: .milliseconds(250 * attempt))
                 // A node that came back restores its own subscriptions (and says so through `resubscribed`); one
                 // whose slots moved shows in the topology, which calls `follow`.
-                if let topology = self.cluster.topology { await self.follow(topology) }
+                if let topology = cluster.topology { await self.follow(topology) }
             }
         }
     }

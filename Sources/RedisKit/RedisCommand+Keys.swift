@@ -15,6 +15,9 @@ extension RedisCommand {
         /// `XINFO` and `XGROUP`: a subcommand, then the key (`XINFO STREAM key`, `XGROUP CREATE key …`); the
         /// subcommands that take none (`HELP`) have none.
         case afterSubcommand
+        /// `PUBSUB`: `SHARDNUMSUB` names shard channels, routed like keys (a cluster answers for its own slots);
+        /// the other subcommands none.
+        case pubsub
     }
 
     static let keySpecs: [String: KeySpec] = {
@@ -44,6 +47,7 @@ extension RedisCommand {
         for name in ["EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO"] { specs[name] = .numkeys }
         for name in ["XREAD", "XREADGROUP"] { specs[name] = .streams }
         for name in ["XINFO", "XGROUP"] { specs[name] = .afterSubcommand }
+        specs["PUBSUB"] = .pubsub
         return specs
     }()
 
@@ -79,6 +83,9 @@ extension RedisCommand {
             guard count > 1 else { return nil }
             if upper(argument(1)) == "HELP" { return [] }
             return count > 2 ? [argument(2)] : nil
+        case .pubsub:
+            guard count > 1 else { return nil }
+            return upper(argument(1)) == "SHARDNUMSUB" ? (2..<count).map(argument) : []
         }
     }
 

@@ -50,6 +50,25 @@ public final class RedisCluster: @unchecked Sendable {
             return true
         }
         guard ready else { throw RedisError(.unavailable, "the cluster did not reach cluster_state:ok") }
+        // Replicas are attached after the cluster says ok: wait until each one is in sync with its master, or a master
+        // killed now has no replica to fail over to.
+        if replicas > 0 {
+            let synced = try await eventually(20) {
+                var inSync = 0
+                for url in urls {
+                    let client = RedisClient(configuration: try RedisConfiguration(url: url))
+                    defer { client.shutdown() }
+                    let info = (try? await client.send("INFO", "replication"))?.string ?? ""
+                    if info.contains("role:slave"), info.contains("master_link_status:up"),
+                        info.contains("master_sync_in_progress:0")
+                    {
+                        inSync += 1
+                    }
+                }
+                return inSync == masters * replicas
+            }
+            guard synced else { throw RedisError(.unavailable, "the cluster's replicas did not sync") }
+        }
     }
 
     /// A port for a node: its cluster bus listens on the port + 10000, so both must be free, and both below the

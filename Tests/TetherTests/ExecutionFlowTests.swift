@@ -181,8 +181,7 @@ struct ExecutionFlowTests {
         var frames = try await readFrames(stream) { $0.contains { $0.type == "tool-approval-request" } }
         let toolCallID = try #require(frames.last?.typed?["toolCallId"]?.stringValue)
         // The worker dies while the execution waits; the decision arrives while nobody listens.
-        harness.stopWorker(first)
-        try await Task.sleep(for: .milliseconds(100))
+        await harness.stopWorkerAndWait(first)
         #expect(try await harness.decide(id, toolCallID, approved: true).status == 200)
         // Another worker takes the job over once the lease has expired, finds the decision and finishes.
         harness.startWorker()

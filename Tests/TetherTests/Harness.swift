@@ -139,6 +139,13 @@ final class Harness: Sendable {
         return replies.reduce(0) { $0 + ($1.array?.first?.int ?? 0) }
     }
 
+    /// Stops a worker abruptly, like ``stopWorker(_:)``, and returns once it has stopped.
+    func stopWorkerAndWait(_ index: Int) async {
+        let task = workers.withLock { $0[index] }
+        task.cancel()
+        _ = try? await task.value
+    }
+
     /// Executions the workers started here hold now.
     var workersActive: Int { services.withLock { $0.reduce(0) { $0 + $1.activeCount } } }
 
