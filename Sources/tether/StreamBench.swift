@@ -5,6 +5,7 @@ import NIOPosix
 import RedisKit
 import Synchronization
 import TetherClient
+import TetherCore
 
 /// `tether bench stream`: K concurrent executions × M events through a real gateway and workers, clients parsing
 /// SSE. Reports time to first byte, delivery latency, events per second, gateway memory and Redis connections.
@@ -16,11 +17,12 @@ struct StreamBench: AsyncParsableCommand {
 
     @Option(help: "Gateway port on 127.0.0.1.") var port: Int = 8080
     @Option(help: "API key (tk_…).") var key: String
-    @Option(help: "Redis URL, to count the gateway's connections.") var redisURL: String = "redis://127.0.0.1:6379"
+    @Option(help: "Redis URL (or redis+cluster://…), to count the gateway's connections.")
+    var redisURL: String = "redis://127.0.0.1:6379"
     @Option(help: "The gateway's Redis client name (CLIENT LIST name=).") var gatewayClientName = "tether-gateway"
     @Option(help: "The gateway's process id, to read its memory and CPU time.") var gatewayPid: Int?
     @Option(help: "The worker's process id, to read its CPU time.") var workerPid: Int?
-    @Option(help: "Redis's process id, to read its CPU time.") var redisPid: Int?
+    @Option(help: "Redis's process id, to read its CPU time (once per node of a cluster).") var redisPid: [Int] = []
     @Option(help: "Concurrent executions (and streams) in the throughput phase.") var executions: Int = 1000
     @Option(help: "Events (tokens) per execution in the throughput phase.") var events: Int = 100
     @Option(help: "Executions created one after another to measure time to first byte.") var ttfbSamples: Int = 300
@@ -28,7 +30,9 @@ struct StreamBench: AsyncParsableCommand {
 
     func run() async throws {
         let http = HTTPClient(port: port)
-        let redis = try RedisClient(url: redisURL)
+        var settings = TetherConfig.Redis()
+        settings.url = redisURL
+        let redis = try settings.makeClient(name: "tether-bench")
         defer { redis.shutdown() }
         print(
             "machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, gateway, workers, Redis and clients sharing it"
@@ -62,9 +66,10 @@ struct StreamBench: AsyncParsableCommand {
                 if let kib = residentKiB() { peakMemory.withLock { $0 = max($0, kib) } }
             }
         }
-        let cpuBefore = [gatewayPid, workerPid, redisPid, Int(getpid())].map { $0.flatMap(ProcessStats.cpuSeconds) }
+        let cpuBefore = cpuSeconds()
         let clock = ContinuousClock()
         let start = clock.now
+        let startWall = Date().timeIntervalSince1970 * 1000
         let results = try await withThrowingTaskGroup(of: StreamResult.self) { group in
             for _ in 0..<executions { group.addTask { try await runOne(http, count: events) } }
             var all: [StreamResult] = []
@@ -94,6 +99,11 @@ struct StreamBench: AsyncParsableCommand {
             "\(executions) concurrent executions × \(events) events: \(complete) streams complete, \(delivered) frames in \(String(format: "%.2f", seconds)) s"
         )
         print(String(format: "  events delivered: %.0f/s", Double(delivered) / seconds))
+        print(
+            String(
+                format:
+                    "  executions created: %d in %.2f s, %.0f/s (from the first POST to the last stream's first byte)",
+                executions, (allOpen - startWall) / 1000, Double(executions) / max((allOpen - startWall) / 1000, 1e-3)))
         print(
             String(
                 format:
@@ -127,8 +137,9 @@ struct StreamBench: AsyncParsableCommand {
             }
         }
         print("  gateway Redis connections: \(before) idle, \(peakConnections.withLock { $0 }) at most during the run")
-        let cpuAfter = [gatewayPid, workerPid, redisPid, Int(getpid())].map { $0.flatMap(ProcessStats.cpuSeconds) }
-        for (index, name) in ["gateway", "worker", "redis-server", "clients (this benchmark)"].enumerated() {
+        let cpuAfter = cpuSeconds()
+        let redisName = redisPid.count > 1 ? "redis-server (\(redisPid.count) nodes)" : "redis-server"
+        for (index, name) in ["gateway", "worker", redisName, "clients (this benchmark)"].enumerated() {
             guard let before = cpuBefore[index], let after = cpuAfter[index] else { continue }
             let used = after - before
             print(
@@ -163,9 +174,30 @@ struct StreamBench: AsyncParsableCommand {
         return probe.result
     }
 
-    private func gatewayConnections(_ redis: RedisClient) async throws -> Int {
-        let list = try await redis.send("CLIENT", "LIST").requireString()
-        return list.split(separator: "\n").filter { $0.contains(" name=\(gatewayClientName) ") }.count
+    /// CPU seconds of the gateway, the worker, every Redis node (together) and this process.
+    private func cpuSeconds() -> [Double?] {
+        let nodes = redisPid.compactMap(ProcessStats.cpuSeconds)
+        return [
+            gatewayPid.flatMap(ProcessStats.cpuSeconds), workerPid.flatMap(ProcessStats.cpuSeconds),
+            nodes.isEmpty || nodes.count < redisPid.count ? nil : nodes.reduce(0, +),
+            ProcessStats.cpuSeconds(Int(getpid())),
+        ]
+    }
+
+    /// The gateway's connections, on every master of a cluster.
+    private func gatewayConnections(_ redis: any RedisClientProtocol) async throws -> Int {
+        let lists: [RESPValue]
+        if let cluster = redis as? RedisClusterClient {
+            lists = try await cluster.sendToMasters(RedisCommand("CLIENT", "LIST"))
+        } else {
+            lists = [try await redis.send("CLIENT", "LIST")]
+        }
+        return try lists.reduce(0) { total, list in
+            total
+                + (try list.requireString()).split(separator: "\n").filter {
+                    $0.contains(" name=\(gatewayClientName) ")
+                }.count
+        }
     }
 
     private func residentKiB() -> Int? { gatewayPid.flatMap(ProcessStats.residentKiB) }

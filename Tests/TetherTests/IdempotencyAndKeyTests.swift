@@ -76,6 +76,38 @@ struct IdempotencyAndKeyTests {
         #expect(other.headers["x-workflow-run-id"] == nil)
     }
 
+    /// The sharded layout keeps the idempotency record apart from the execution (another slot): a reservation whose
+    /// execution never appeared is taken over once stale, and one made for a create that made nothing is released.
+    @Test func shardedReservationsAreTakenOverWhenStaleAndReleasedWhenNothingWasCreated() async throws {
+        let harness = try await Harness.start(withWorker: false) { $0.redis.shards = 4 }
+        defer { harness.stop() }
+        let keys = harness.store.keys
+        let record = keys.idempotency(tenant: "acme", agent: "demo", key: "ghost-1")
+        // A gateway reserved the key 20 s ago and died before creating its execution.
+        let stale = Identifiers.nowMilliseconds() - 20_000
+        try await harness.redis.send(
+            "HSET", record, "executionId", "exec_ghost", "tenant", "acme", "agent", "demo", "key", "ghost-1",
+            "requestDigest", "x", "reservedAt", stale)
+        let taken = try await post(harness, token: harness.token, key: "ghost-1")
+        #expect(taken.status == 200)
+        #expect(taken.headers["idempotent-replayed"] == nil)
+        #expect(taken.executionID != "exec_ghost")
+        taken.close()
+        #expect(try await harness.redis.send("HGET", record, "executionId").string == taken.executionID)
+        // A create refused (the conversation is busy) leaves the key free for the next request.
+        let body = #"{"messages":[{"role":"user","content":"hi"}],"conversationId":"conv_busy"}"#
+        let running = try await post(harness, token: harness.token, key: "busy-1", body: body)
+        #expect(running.status == 200)
+        running.close()
+        let busy = try await harness.http.send(
+            .POST, "/run/api/executions",
+            headers: harness.auth() + [("Content-Type", "application/json"), ("Idempotency-Key", "busy-2")],
+            body: Array(body.utf8))
+        #expect(busy.status == 409)
+        let busyRecord = keys.idempotency(tenant: "acme", agent: "demo", key: "busy-2")
+        #expect(try await harness.redis.send("EXISTS", busyRecord).int == 0)
+    }
+
     @Test func keysAreMadeOnlyForValidNames() async throws {
         let harness = try await Harness.start(withWorker: false)
         defer { harness.stop() }
