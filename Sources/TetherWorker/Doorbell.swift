@@ -1,31 +1,38 @@
 import Synchronization
 
-/// A wake-up for one waiter: ``ring()`` ends the current ``wait(upTo:)`` at once, or the next one if nobody waits
-/// (rings in between count once). The sharded job loop waits on it between reads of its N job streams.
+/// A wake-up for one waiter that says who rang: ``ring(_:)`` with a shard's number ends the current
+/// ``wait(upTo:)`` at once, or the next one if nobody waits (rings in between are gathered). The sharded job loop
+/// waits on it between reads, and then reads only the shards that rang.
 final class Doorbell: Sendable {
     private struct State {
-        var rung = false
+        var rung: Set<Int> = []
         var waiter: CheckedContinuation<Void, Never>?
         var generation = 0
     }
 
     private let state = Mutex(State())
 
-    /// Wakes the waiter (or the next one).
-    func ring() {
+    /// Notes that `shard` has news and wakes the waiter.
+    func ring(_ shard: Int) {
         let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            guard let waiter = state.waiter else {
-                state.rung = true
-                return nil
-            }
-            state.waiter = nil
-            return waiter
+            state.rung.insert(shard)
+            defer { state.waiter = nil }
+            return state.waiter
         }
         waiter?.resume()
     }
 
-    /// Returns when rung, after `timeout`, or at once if rung since the last wait; also when the task is cancelled.
-    func wait(upTo timeout: Duration) async {
+    /// The shards rung since the last call, without waiting.
+    func take() -> Set<Int> {
+        state.withLock { state in
+            defer { state.rung = [] }
+            return state.rung
+        }
+    }
+
+    /// Returns the shards rung, as soon as one is (at once if one was since the last call); `nil` after `timeout`
+    /// with none, or when the task is cancelled.
+    func wait(upTo timeout: Duration) async -> Set<Int>? {
         let generation = state.withLock { state in
             state.generation += 1
             return state.generation
@@ -38,10 +45,7 @@ final class Doorbell: Sendable {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let now = state.withLock { state -> Bool in
-                    if state.rung || state.generation != generation {
-                        state.rung = false
-                        return true
-                    }
+                    if !state.rung.isEmpty || state.generation != generation { return true }
                     state.waiter = continuation
                     return false
                 }
@@ -50,14 +54,17 @@ final class Doorbell: Sendable {
         } onCancel: {
             expire(generation)
         }
+        let rung = take()
+        return rung.isEmpty ? nil : rung
     }
 
     /// Ends the wait of `generation`, if it is still the one waiting.
     private func expire(_ generation: Int) {
         let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            guard state.generation == generation, let waiter = state.waiter else {
-                // Not waiting yet: make the wait return at once when it starts.
-                if state.generation == generation, state.waiter == nil { state.generation += 1 }
+            guard state.generation == generation else { return nil }
+            // Not waiting yet: make the wait return at once when it starts.
+            guard let waiter = state.waiter else {
+                state.generation += 1
                 return nil
             }
             state.waiter = nil

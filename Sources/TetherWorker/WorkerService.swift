@@ -19,8 +19,8 @@ import TetherCore
 /// is reached within the lease and one round.
 ///
 /// With one job stream the loop blocks on it (`XREADGROUP … BLOCK`). With N (the sharded layout, whose streams are
-/// in N slots that no one command can read together) it reads each in turn without blocking, then waits for a
-/// shard's jobs bell (rung by the scripts that add a job) or a second, whichever comes first.
+/// in N slots that no one command can read together) it reads without blocking the streams whose jobs bell rang
+/// (rung by the scripts that add a job), and all of them after a second without a bell.
 public final class WorkerService: Service, Sendable {
     let store: ExecutionStore
     let runner: AgentRunner
@@ -178,7 +178,8 @@ public final class WorkerService: Service, Sendable {
         }
     }
 
-    /// The read loop over N job streams: each read in turn, then a wait for a bell or a second.
+    /// The read loop over N job streams: reads the streams whose bell rang (and those that gave a full batch, which
+    /// may hold more), each once; when none is left, waits for a bell, or a second and then reads them all.
     private func shardedReadLoop(group: inout ThrowingDiscardingTaskGroup<any Error>) async {
         let bell = Doorbell()
         var bells: [RedisSubscriptionHandle] = []
@@ -186,7 +187,7 @@ public final class WorkerService: Service, Sendable {
             do {
                 bells.append(
                     try await store.redis.pubSub.subscribe(store.keys.jobsBell(shard: shard), kind: .shard) { _ in
-                        bell.ring()
+                        bell.ring(shard)
                     })
             } catch {
                 logger.warning("no jobs bell for shard \(shard) (\(error)): reading it every second")
@@ -194,41 +195,47 @@ public final class WorkerService: Service, Sendable {
         }
         defer { for handle in bells { handle.cancel() } }
         var nextReclaim = ContinuousClock.now
-        var first = 0
+        var pending = Set(store.keys.shards)
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             if concurrency - activeCount <= 0 {
                 try? await Task.sleep(for: .milliseconds(20))
                 continue
             }
-            var found = 0
+            pending.formUnion(bell.take())
+            if pending.isEmpty {
+                pending = await bell.wait(upTo: .seconds(1)) ?? Set(store.keys.shards)
+                continue
+            }
+            var again = Set<Int>()
             do {
                 try await reclaimIfDue(&nextReclaim, free: concurrency - activeCount, group: &group)
-                let count = store.keys.shardCount
-                for step in 0..<count {
+                for shard in pending.sorted() {
                     let free = concurrency - activeCount
-                    if free <= 0 || Task.isCancelled { break }
-                    let shard = (first + step) % count
+                    if free <= 0 || Task.isCancelled {
+                        again.insert(shard)
+                        continue
+                    }
                     let reply = try await store.redis.send(
                         "XREADGROUP", "GROUP", store.keys.jobsGroup, consumer, "COUNT", free, "STREAMS",
                         store.keys.jobs(shard: shard), ">")
-                    for job in Self.jobs(reply.array?.first?.array?.last ?? .null) {
+                    let jobs = Self.jobs(reply.array?.first?.array?.last ?? .null)
+                    if jobs.count == free { again.insert(shard) }
+                    for job in jobs {
                         // Stopping: a job read now goes to another worker untouched (no claim, no fence raised).
                         if Task.isCancelled || Task.isShuttingDownGracefully {
                             await handBack(job.entryID, job.executionID)
                             continue
                         }
                         start(job.entryID, job.executionID, group: &group)
-                        found += 1
                     }
                 }
-                first = (first + 1) % count
+                pending = again
             } catch is CancellationError {
                 break
             } catch {
                 logger.warning("reading jobs failed: \(error); retrying")
                 try? await Task.sleep(for: .milliseconds(200))
             }
-            if found == 0 { await bell.wait(upTo: .seconds(1)) }
         }
     }
 
