@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import TestSupport
 import Testing
 
@@ -88,5 +89,39 @@ struct ClusterClientTests {
         }
         #expect(try await redis.send("GET", key).string == "during", "followed the MOVED")
         #expect(redis.topology?.master(forSlot: slot)?.port == target.port)
+    }
+    @Test func shardChannelsAreSubscribedOnTheirMastersAndEachMessageArrivesOnce() async throws {
+        let cluster = try await RedisCluster(masters: 3)
+        let redis = try Self.client(cluster)
+        defer { redis.shutdown() }
+        let channels = (0..<30).map { "tail:{exec_\($0)}" }
+        let received = Mutex<[String: [String]]>([:])
+        var handles: [RedisSubscriptionHandle] = []
+        for channel in channels {
+            handles.append(
+                try await redis.pubSub.subscribe(channel, kind: .shard) { message in
+                    received.withLock { $0[message.channel, default: []].append(message.string) }
+                })
+        }
+        defer { for handle in handles { handle.cancel() } }
+        #expect(redis.pubSub.subscribedCount == 30)
+        // One pub/sub connection per master, each holding the channels of its own slots.
+        let topology = try await redis.refreshTopology()
+        var perMaster: [Int] = []
+        for master in topology.masters {
+            let direct = RedisClient(
+                configuration: try RedisConfiguration(url: "redis://\(master.host):\(master.port)"))
+            let mine = channels.filter { topology.master(forSlot: ClusterSlot.of($0)) == master }
+            let counts = try await direct.send(
+                batch: mine.map { RedisCommand("PUBSUB", "SHARDNUMSUB", $0) })
+            perMaster.append(counts.filter { $0.array?.last?.int == 1 }.count)
+            #expect(perMaster.last == mine.count, "\(master): \(counts)")
+            direct.shutdown()
+        }
+        #expect(perMaster.count == 3 && perMaster.allSatisfy { $0 > 0 }, "\(perMaster)")
+        for channel in channels { #expect(try await redis.send("SPUBLISH", channel, "m-\(channel)").int == 1) }
+        #expect(try await eventually(5) { received.withLock { $0.count == 30 } })
+        let all = received.withLock { $0 }
+        #expect(channels.allSatisfy { all[$0] == ["m-\($0)"] }, "\(all)")
     }
 }
