@@ -159,21 +159,12 @@ public final class RedisClient: Sendable {
     ///
     /// Same behaviour as ``send(_:)``: a shared pooled connection (pipelined) when one is open, the same errors,
     /// the same single retry of a command that never reached the server. When no connection is open yet it
-    /// falls back to ``send(_:)`` in a task.
-    public func submit(_ command: RedisCommand) -> EventLoopFuture<RESPValue> {
-        submit(command, script: nil)
-    }
-
-    /// Runs a script like ``run(_:keys:arguments:)`` without suspending the caller (see ``submit(_:)``).
-    public func submit(_ script: RedisScript, keys: [String], arguments: [any RedisArgument]) -> EventLoopFuture<
-        RESPValue
-    > {
-        submit(Self.evalsha(script, keys: keys, arguments: arguments), script: script)
-    }
-
-    /// One future per command (the connection's), one callback: replies are checked, the connection given back,
-    /// a command that never reached the server retried and an unknown `script` loaded, without a chain of futures.
-    func submit(_ command: RedisCommand, script: RedisScript?) -> EventLoopFuture<RESPValue> {
+    /// falls back to ``send(_:)`` in a task. With `script` (the command is its `EVALSHA`), an unknown script is
+    /// loaded and run again.
+    ///
+    /// One future per command (the connection's), one callback: replies are checked, the connection given back, a
+    /// command that never reached the server retried, without a chain of futures.
+    public func submit(_ command: RedisCommand, script: RedisScript?) -> EventLoopFuture<RESPValue> {
         guard let connection = pool.tryLeaseShared() else { return sendInTask(command, script: script) }
         let start = ContinuousClock.now
         let reply = connection.submit(command)

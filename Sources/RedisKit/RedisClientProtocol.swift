@@ -21,11 +21,9 @@ public protocol RedisClientProtocol: Sendable {
     @discardableResult
     func run(_ script: RedisScript, keys: [String], arguments: [any RedisArgument]) async throws -> RESPValue
 
-    /// Sends one command without suspending the caller (for code driven by event-loop callbacks).
-    func submit(_ command: RedisCommand) -> EventLoopFuture<RESPValue>
-
-    /// Runs a script like ``run(_:keys:arguments:)`` without suspending the caller.
-    func submit(_ script: RedisScript, keys: [String], arguments: [any RedisArgument]) -> EventLoopFuture<RESPValue>
+    /// Sends one command without suspending the caller (for code driven by event-loop callbacks); with `script`,
+    /// the command is its `EVALSHA`, and a node that does not know the script gets it loaded.
+    func submit(_ command: RedisCommand, script: RedisScript?) -> EventLoopFuture<RESPValue>
 
     /// Opens a connection of the caller's own (who closes it), to the server that holds `key`: for a loop of
     /// blocking reads of that key.
@@ -49,6 +47,18 @@ extension RedisClientProtocol {
     @discardableResult
     public func send(_ name: String, _ arguments: any RedisArgument...) async throws -> RESPValue {
         try await send(RedisCommand(name, arguments: arguments))
+    }
+
+    /// Sends one command without suspending the caller (see ``submit(_:script:)``).
+    public func submit(_ command: RedisCommand) -> EventLoopFuture<RESPValue> {
+        submit(command, script: nil)
+    }
+
+    /// Runs a script like ``run(_:keys:arguments:)`` without suspending the caller.
+    public func submit(_ script: RedisScript, keys: [String], arguments: [any RedisArgument]) -> EventLoopFuture<
+        RESPValue
+    > {
+        submit(RedisClient.evalsha(script, keys: keys, arguments: arguments), script: script)
     }
 }
 

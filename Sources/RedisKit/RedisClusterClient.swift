@@ -169,18 +169,7 @@ public final class RedisClusterClient: RedisClientProtocol {
 
     /// Sends one command without suspending the caller: straight to its master's pool when the topology is known,
     /// through ``send(_:)`` in a task after a redirect or a node failure (or before the topology is known).
-    public func submit(_ command: RedisCommand) -> EventLoopFuture<RESPValue> {
-        submit(command, script: nil)
-    }
-
-    /// Runs a script like ``run(_:keys:arguments:)`` without suspending the caller (see ``submit(_:)``).
-    public func submit(_ script: RedisScript, keys: [String], arguments: [any RedisArgument]) -> EventLoopFuture<
-        RESPValue
-    > {
-        submit(RedisClient.evalsha(script, keys: keys, arguments: arguments), script: script)
-    }
-
-    private func submit(_ command: RedisCommand, script: RedisScript?) -> EventLoopFuture<RESPValue> {
+    public func submit(_ command: RedisCommand, script: RedisScript?) -> EventLoopFuture<RESPValue> {
         let loop = MultiThreadedEventLoopGroup.currentEventLoop ?? seeds[0].eventLoopGroup.any()
         let slot: Int?
         do { slot = try command.slot() } catch { return loop.makeFailedFuture(error) }

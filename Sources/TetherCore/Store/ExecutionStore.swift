@@ -153,12 +153,12 @@ public struct ExecutionStore: Sendable {
             }
             // The execution it names is created right after its reservation: wait for it a little.
             let reservedAt = reply[2].string.flatMap { Int64($0) } ?? 0
-            while try await redis.send("EXISTS", keys.meta(existing)).int != 1 {
+            while true {
+                if try await redis.send("EXISTS", keys.meta(existing)).int == 1 {
+                    return kind == "REUSED" ? .reused(executionID: existing) : .existing(executionID: existing)
+                }
                 if Identifiers.nowMilliseconds() - reservedAt > Self.staleReservationMilliseconds { break }
                 try await Task.sleep(for: .milliseconds(50))
-            }
-            if try await redis.send("EXISTS", keys.meta(existing)).int == 1 {
-                return kind == "REUSED" ? .reused(executionID: existing) : .existing(executionID: existing)
             }
             _ = try await redis.run(Scripts.releaseIdempotency, keys: [key], arguments: [existing])
         }
