@@ -34,6 +34,8 @@ public struct ClusterTopology: Sendable, Hashable {
     public private(set) var ranges: [Range]
     /// The master of each slot (index: slot).
     private var masterIndex: [Int16]
+    /// The range of each slot, in ``ranges`` (index: slot).
+    private var rangeIndex: [Int16]
     /// The distinct masters, in the order of their first range.
     public private(set) var masters: [Node]
 
@@ -66,7 +68,8 @@ public struct ClusterTopology: Sendable, Hashable {
         self.ranges = ranges.sorted { $0.slots.lowerBound < $1.slots.lowerBound }
         var masters: [Node] = []
         var index = [Int16](repeating: -1, count: ClusterSlot.count)
-        for range in self.ranges {
+        var rangeIndex = [Int16](repeating: -1, count: ClusterSlot.count)
+        for (position, range) in self.ranges.enumerated() {
             let number: Int
             if let found = masters.firstIndex(where: { $0.host == range.master.host && $0.port == range.master.port }) {
                 number = found
@@ -79,10 +82,12 @@ public struct ClusterTopology: Sendable, Hashable {
                     throw RedisError(.unexpectedReply, "CLUSTER SLOTS gives slot \(slot) to two masters")
                 }
                 index[slot] = Int16(number)
+                rangeIndex[slot] = Int16(position)
             }
         }
         self.masters = masters
         self.masterIndex = index
+        self.rangeIndex = rangeIndex
     }
 
     /// The master serving `slot`, or `nil` when no node serves it (the cluster is not fully set up).
@@ -90,6 +95,14 @@ public struct ClusterTopology: Sendable, Hashable {
         guard (0..<ClusterSlot.count).contains(slot) else { return nil }
         let number = masterIndex[slot]
         return number < 0 ? nil : masters[Int(number)]
+    }
+
+    /// The replicas of the master serving `slot` that `CLUSTER SLOTS` lists (it leaves out failed ones, and those that
+    /// have not yet taken part in replication).
+    public func replicas(forSlot slot: Int) -> [Node] {
+        guard (0..<ClusterSlot.count).contains(slot) else { return [] }
+        let number = rangeIndex[slot]
+        return number < 0 ? [] : ranges[Int(number)].replicas
     }
 
     /// Slots no master serves.

@@ -35,6 +35,10 @@ public protocol RedisClientProtocol: Sendable {
     /// Whether this is a cluster (where keys of several slots never meet in one command).
     var isCluster: Bool { get }
 
+    /// A client for reads that should see only what a replica has too (what survives a failover): on a cluster, one
+    /// that reads from replicas (``RedisClusterClient/replicaReads``); on one server, this client.
+    var replicaReads: any RedisClientProtocol { get }
+
     /// The event loops replies complete on.
     var eventLoopGroup: any EventLoopGroup { get }
 
@@ -97,6 +101,9 @@ extension RedisClient: RedisClientProtocol {
 
     /// Always `false`.
     public var isCluster: Bool { false }
+
+    /// This client (one server has no replicas it knows of).
+    public var replicaReads: any RedisClientProtocol { self }
 
     /// The configuration's event loops.
     public var eventLoopGroup: any EventLoopGroup { configuration.eventLoopGroup }

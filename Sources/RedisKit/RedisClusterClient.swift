@@ -16,10 +16,24 @@ import Synchronization
 /// a cluster that answers `CLUSTERDOWN` or `TRYAGAIN` (failing over, migrating), is retried with the topology read
 /// again, for up to the command timeout, unless the command may have run. Subscriptions (``pubSub``) follow their
 /// slot's master when the topology changes.
+///
+/// A client made with ``ReadFrom/replicas`` (``replicaReads``) sends each command to a replica of its slot's master
+/// instead, on connections that sent `READONLY`, and subscribes there: what it reads a replica already has. A slot
+/// whose master has no replica listed, and a command the replica did not answer, go to the master.
 public final class RedisClusterClient: RedisClientProtocol {
+    /// Which node of a slot serves this client's commands.
+    public enum ReadFrom: Sendable, Hashable {
+        /// The master (every command, reads and writes).
+        case masters
+        /// A replica of the master, the master when it has none (for reads only: a replica refuses writes).
+        case replicas
+    }
+
     /// The configuration of the seeds; every node's client is made from the first one (credentials, timeouts, pool
     /// size), with the node's address.
     public let seeds: [RedisConfiguration]
+    /// Which node of a slot serves the commands.
+    public let readFrom: ReadFrom
     private let logger: Logger
 
     private struct State {
@@ -28,6 +42,7 @@ public final class RedisClusterClient: RedisClientProtocol {
         var closed = false
         var refresher: Task<Void, Never>?
         var topologyHandlers: [@Sendable (ClusterTopology) -> Void] = []
+        var replicaReads: RedisClusterClient?
     }
 
     private let state = Mutex(State())
@@ -40,10 +55,26 @@ public final class RedisClusterClient: RedisClientProtocol {
     public static let refreshInterval = Duration.seconds(5)
 
     /// Makes a client. It connects lazily, on the first command.
-    public init(seeds: [RedisConfiguration], logger: Logger = Logger(label: "tether.redis.cluster")) {
+    public init(
+        seeds: [RedisConfiguration], readFrom: ReadFrom = .masters,
+        logger: Logger = Logger(label: "tether.redis.cluster")
+    ) {
         precondition(!seeds.isEmpty, "a cluster client needs at least one seed")
         self.seeds = seeds
+        self.readFrom = readFrom
         self.logger = logger
+    }
+
+    /// A client of the same cluster that reads from replicas (``ReadFrom/replicas``), made on first use and shut down
+    /// with this one; this client itself when it reads from replicas already.
+    public var replicaReads: any RedisClientProtocol {
+        if readFrom == .replicas { return self }
+        return state.withLock { state in
+            if let made = state.replicaReads { return made }
+            let made = RedisClusterClient(seeds: seeds, readFrom: .replicas, logger: logger)
+            state.replicaReads = made
+            return made
+        }
     }
 
     /// The topology last read (`nil` before the first command).
@@ -125,7 +156,7 @@ public final class RedisClusterClient: RedisClientProtocol {
         let slots = try commands.map { try $0.slot() }
         var groups: [ClusterTopology.Node: [Int]] = [:]
         for (index, slot) in slots.enumerated() {
-            groups[try await master(for: slot), default: []].append(index)
+            groups[try await node(for: slot), default: []].append(index)
         }
         var replies = [RESPValue](repeating: .null, count: commands.count)
         try await withThrowingTaskGroup(of: [(Int, RESPValue)].self) { group in
@@ -173,7 +204,7 @@ public final class RedisClusterClient: RedisClientProtocol {
         let loop = MultiThreadedEventLoopGroup.currentEventLoop ?? seeds[0].eventLoopGroup.any()
         let slot: Int?
         do { slot = try command.slot() } catch { return loop.makeFailedFuture(error) }
-        guard let topology, let node = slot.map({ topology.master(forSlot: $0) }) ?? topology.masters.first,
+        guard let topology, let node = serving(slot, in: topology),
             let client = try? client(host: node.host, port: node.port)
         else {
             return loop.makeFutureWithTask { try await self.routed(command, script: script) }
@@ -223,12 +254,14 @@ public final class RedisClusterClient: RedisClientProtocol {
 
     /// Closes every node's connections.
     public func shutdown() {
-        let (clients, refresher) = state.withLock { state -> ([RedisClient], Task<Void, Never>?) in
+        let (clients, refresher, replicaReads) = state.withLock {
+            state -> ([RedisClient], Task<Void, Never>?, RedisClusterClient?) in
             state.closed = true
             defer { state.refresher = nil }
-            return (Array(state.clients.values), state.refresher)
+            return (Array(state.clients.values), state.refresher, state.replicaReads)
         }
         refresher?.cancel()
+        replicaReads?.shutdown()
         subscriberBox.withLock { $0 }?.shutdown()
         for client in clients { client.shutdown() }
     }
@@ -245,11 +278,17 @@ public final class RedisClusterClient: RedisClientProtocol {
         var asking: ClusterTopology.Node?
         var redirects = 0
         var failures = 0
+        // After a replica did not answer, the command goes to the master.
+        var masterOnly = readFrom == .masters
         let deadline = ContinuousClock.now + .nanoseconds(seeds[0].commandTimeout.nanoseconds)
         while true {
             let node: ClusterTopology.Node
             do {
-                if let asking { node = asking } else { node = try await master(for: slot) }
+                if let asking {
+                    node = asking
+                } else {
+                    node = masterOnly ? try await master(for: slot) : try await self.node(for: slot)
+                }
             } catch let error as RedisError where Self.isTransient(error) && ContinuousClock.now < deadline {
                 failures += 1
                 try await Task.sleep(for: .milliseconds(min(100 * failures, 500)))
@@ -283,6 +322,12 @@ public final class RedisClusterClient: RedisClientProtocol {
                 // command timeout, unless the command may have run there.
                 guard Self.isTransient(error), ContinuousClock.now < deadline else { throw error }
                 failures += 1
+                if !masterOnly, let topology, slot.flatMap({ topology.master(forSlot: $0) }) != node {
+                    // A replica that does not answer: the master serves the command now.
+                    masterOnly = true
+                    asking = nil
+                    continue
+                }
                 asking = nil
                 logger.debug("\(node) did not serve \(command.name): \(error); retrying")
                 try await Task.sleep(for: .milliseconds(min(100 * failures, 500)))
@@ -316,6 +361,21 @@ public final class RedisClusterClient: RedisClientProtocol {
         return node
     }
 
+    /// The node that serves `slot` for this client (see ``readFrom``), reading the topology when none is known.
+    func node(for slot: Int?) async throws -> ClusterTopology.Node {
+        if readFrom == .masters { return try await master(for: slot) }
+        if let topology, let node = serving(slot, in: topology) { return node }
+        guard let node = serving(slot, in: try await refreshTopology()) else { return try await master(for: slot) }
+        return node
+    }
+
+    /// The node of `topology` that serves `slot` for this client (any master for `nil`).
+    func serving(_ slot: Int?, in topology: ClusterTopology) -> ClusterTopology.Node? {
+        guard let slot else { return topology.masters.first }
+        if readFrom == .replicas, let replica = topology.replicas(forSlot: slot).first { return replica }
+        return topology.master(forSlot: slot)
+    }
+
     /// The client of one node, made on first use.
     func client(host: String, port: Int) throws -> RedisClient {
         try state.withLock { state in
@@ -324,6 +384,7 @@ public final class RedisClusterClient: RedisClientProtocol {
             if let client = state.clients[name] { return client }
             var configuration = seeds[0]
             configuration.endpoint = .tcp(host: host, port: port)
+            configuration.readOnly = readFrom == .replicas
             let client = RedisClient(configuration: configuration, logger: logger)
             state.clients[name] = client
             return client

@@ -4,6 +4,8 @@ import Synchronization
 /// Subscriptions on a Redis Cluster: a shard channel (`SSUBSCRIBE`) is subscribed on the master of its slot, over
 /// that master's one pub/sub connection (``RedisSubscriber``), so there is one such connection per master that has
 /// subscribers. Channels and patterns (`SUBSCRIBE`, `PSUBSCRIBE`, which a cluster broadcasts) go to the first master.
+/// The subscriber of a client that reads from replicas subscribes on a replica of the slot's master instead (a
+/// master passes its shard channels' messages on to its replicas, after what came before them).
 ///
 /// When the topology changes (a failover, a slot migrated) the subscriptions whose slot has another master now are
 /// made there and dropped from the old one, then the ``onResubscribe(_:)`` handlers run: messages published in
@@ -77,7 +79,7 @@ public final class RedisClusterSubscriber: RedisPubSub {
         _ name: String, kind: RedisSubscriptionKind, handler: @escaping @Sendable (RedisPubSubMessage) -> Void
     ) async throws -> RedisSubscriptionHandle {
         guard let cluster else { throw RedisError(.poolClosed, "the cluster client was shut down") }
-        let node = try await cluster.master(for: kind == .shard ? ClusterSlot.of(name) : nil)
+        let node = try await cluster.node(for: kind == .shard ? ClusterSlot.of(name) : nil)
         let inner = try await nodeSubscriber(node).subscribe(name, kind: kind, handler: handler)
         let id = state.withLock { state -> UInt64? in
             guard !state.closed else { return nil }
@@ -143,9 +145,7 @@ public final class RedisClusterSubscriber: RedisPubSub {
             var misplaced: [(UInt64, Registration, ClusterTopology.Node)] = []
             for (id, registration) in state.registrations {
                 let slot = registration.kind == .shard ? ClusterSlot.of(registration.name) : nil
-                guard let master = slot.map({ topology.master(forSlot: $0) }) ?? topology.masters.first else {
-                    continue
-                }
+                guard let master = cluster?.serving(slot, in: topology) else { continue }
                 if master.host != registration.node.host || master.port != registration.node.port {
                     misplaced.append((id, registration, master))
                 }

@@ -42,6 +42,9 @@ public struct RedisConfiguration: Sendable {
     public var reconnectBackoffMax: TimeAmount
     /// The event loops the connections run on.
     public var eventLoopGroup: any EventLoopGroup
+    /// Whether each connection sends `READONLY` after connecting, so that a cluster replica serves reads of its
+    /// master's slots (instead of redirecting them with `MOVED`). Writes sent on such a connection to a replica fail.
+    public var readOnly: Bool
 
     /// A configuration for `endpoint` with the defaults: 5 s connect timeout, 10 s command timeout, a pool of 8.
     public init(endpoint: Endpoint, eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
@@ -58,6 +61,7 @@ public struct RedisConfiguration: Sendable {
         // server that refuses connections costs next to nothing).
         self.reconnectBackoffMax = .milliseconds(250)
         self.eventLoopGroup = eventLoopGroup
+        self.readOnly = false
     }
 
     /// Parses `redis://[user[:password]@]host[:port][/db]` or `unix:///path/to/socket[?db=N&password=P&user=U]`.

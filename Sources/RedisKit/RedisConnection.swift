@@ -85,6 +85,7 @@ public final class RedisConnection: Sendable {
         }
         if configuration.database != 0 { commands.append(RedisCommand("SELECT", configuration.database)) }
         if let name = configuration.clientName { commands.append(RedisCommand("CLIENT", "SETNAME", name)) }
+        if configuration.readOnly { commands.append(RedisCommand("READONLY")) }
         commands.append(RedisCommand("PING"))
         let replies = try await send(batch: commands, timeout: configuration.connectTimeout)
         for (command, reply) in zip(commands, replies) {

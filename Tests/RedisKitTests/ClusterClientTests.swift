@@ -124,4 +124,50 @@ struct ClusterClientTests {
         let all = received.withLock { $0 }
         #expect(channels.allSatisfy { all[$0] == ["m-\($0)"] }, "\(all)")
     }
+
+    @Test func replicaReadsGoToTheReplicasOfTheSlotsMasterAndSubscribeThere() async throws {
+        let cluster = try await RedisCluster(masters: 3, replicas: 1)
+        let redis = try Self.client(cluster)
+        defer { redis.shutdown() }
+        let reads = try #require(redis.replicaReads as? RedisClusterClient)
+        #expect(reads.readFrom == .replicas)
+        let keys = (0..<30).map { "{exec_\($0)}:events" }
+        for key in keys { try await redis.send("XADD", key, "*", "n", key) }
+        let topology = try await redis.refreshTopology()
+        // Each read is answered by a replica (a write sent the same way is refused there), with what the master wrote.
+        for key in keys {
+            let replica = try #require(topology.replicas(forSlot: ClusterSlot.of(key)).first)
+            #expect(try await reads.node(for: ClusterSlot.of(key)) == replica)
+            #expect(try await eventually(5) { try await reads.send("XRANGE", key, "-", "+").array?.count == 1 })
+        }
+        await #expect(throws: RedisError.self) { try await reads.send("SET", keys[0], "x") }
+        // A shard channel is subscribed on the replica, and a message published on the master reaches it.
+        let channel = "tail:{exec_7}"
+        let received = Mutex<[String]>([])
+        let handle = try await reads.pubSub.subscribe(channel, kind: .shard) { message in
+            received.withLock { $0.append(message.string) }
+        }
+        defer { handle.cancel() }
+        let replica = try #require(topology.replicas(forSlot: ClusterSlot.of(channel)).first)
+        let direct = RedisClient(configuration: try RedisConfiguration(url: "redis://127.0.0.1:\(replica.port)"))
+        defer { direct.shutdown() }
+        #expect(try await direct.send("PUBSUB", "SHARDNUMSUB", channel).array?.last?.int == 1)
+        try await redis.send("SPUBLISH", channel, "hello")
+        #expect(try await eventually(5) { received.withLock { $0 == ["hello"] } })
+    }
+
+    @Test func replicaReadsGoToTheMasterWhenTheReplicaIsGone() async throws {
+        let cluster = try await RedisCluster(masters: 3, replicas: 1)
+        let redis = try Self.client(cluster)
+        defer { redis.shutdown() }
+        let reads = try #require(redis.replicaReads as? RedisClusterClient)
+        let key = "{exec_1}:events"
+        try await redis.send("XADD", key, "*", "n", "1")
+        let topology = try await reads.refreshTopology()
+        let replica = try #require(topology.replicas(forSlot: ClusterSlot.of(key)).first)
+        #expect(try await eventually(5) { try await reads.send("XLEN", key).int == 1 })
+        try #require(cluster.nodes.first { $0.port == replica.port }).stop()
+        // The topology still names the dead replica: the read fails over to the master at once.
+        #expect(try await reads.send("XLEN", key).int == 1)
+    }
 }

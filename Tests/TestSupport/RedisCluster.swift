@@ -68,6 +68,25 @@ public final class RedisCluster: @unchecked Sendable {
                 return inSync == masters * replicas
             }
             guard synced else { throw RedisError(.unavailable, "the cluster's replicas did not sync") }
+            // CLUSTER SLOTS lists a replica only once it has replicated something: write a key on every master.
+            let seed = RedisClient(configuration: try RedisConfiguration(url: urls[0]))
+            defer { seed.shutdown() }
+            let topology = try ClusterTopology(
+                slots: try await seed.send("CLUSTER", "SLOTS"),
+                answeredBy: .init(host: "127.0.0.1", port: nodes[0].port))
+            for range in topology.ranges {
+                let key = (0...).lazy.map { "{replicated-\($0)}" }.first { range.slots.contains(ClusterSlot.of($0)) }!
+                let master = RedisClient(
+                    configuration: try RedisConfiguration(url: "redis://127.0.0.1:\(range.master.port)"))
+                defer { master.shutdown() }
+                try await master.send("SET", key, "1")
+            }
+            let listed = try await eventually(20) {
+                let reply = try await seed.send("CLUSTER", "SLOTS")
+                let topology = try ClusterTopology(slots: reply, answeredBy: .init(host: "127.0.0.1", port: 0))
+                return topology.ranges.allSatisfy { $0.replicas.count == replicas }
+            }
+            guard listed else { throw RedisError(.unavailable, "CLUSTER SLOTS did not list the replicas") }
         }
     }
 

@@ -77,6 +77,18 @@ public final class RedisServer: @unchecked Sendable {
         process.waitUntilExit()
         self.process = nil
     }
+
+    /// Freezes the server (SIGSTOP): it holds its connections but reads nothing until ``resume()``.
+    public func pause() {
+        guard let process, process.isRunning else { return }
+        kill(process.processIdentifier, SIGSTOP)
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    public func resume() {
+        guard let process, process.isRunning else { return }
+        kill(process.processIdentifier, SIGCONT)
+    }
 }
 
 /// A TCP port nobody listens on at 127.0.0.1 (the kernel picks it).
