@@ -114,10 +114,13 @@ public enum Scripts {
     /// Appends events for the worker holding the lease.
     ///
     /// KEYS: meta, events, approvals, checkpoint. ARGV: fence, tailChannel, nowISO, nowMs, maxLength,
-    /// retentionSeconds, checkpoint state ('' for none), the id the worker holds for the newest entry, then per event:
-    /// type, data, status ('' for none), approvalsField ('' for none), approvalsValue.
-    /// Checks the fence (`FENCED` when another worker took over) and that the execution has not finished
-    /// (`FINISHED`); each entry carries the fence it was appended under. Moves the status with the event that causes it; an `error` event also sets the record's
+    /// retentionSeconds, checkpoint state ('' for none), the id the worker holds for the newest entry, the newest
+    /// entry the worker appended itself ('' for none), then per event: type, data, status ('' for none),
+    /// approvalsField ('' for none), approvalsValue.
+    /// Checks the fence (`FENCED` when another worker took over), that the execution has not finished (`FINISHED`),
+    /// and that the worker's own newest entry is still in the log (`DIVERGED` when a failover lost it: the stream
+    /// reaches back past it but lacks it; appending on would leave a hole); each entry carries the fence it was
+    /// appended under. Moves the status with the event that causes it; an `error` event also sets the record's
     /// `error`; a terminal status drops the forwarded headers (they may hold credentials, and no step needs them
     /// any more) and the checkpoint, and starts the retention clock on every key. With a checkpoint state, stores it
     /// as the state through the last new entry, but only if the newest entry before this append is the one the
@@ -130,11 +133,15 @@ public enum Scripts {
         if not m[1] then return redis.error_reply('NOTFOUND execution not found') end
         if m[1] ~= ARGV[1] then return redis.error_reply('FENCED another worker owns this execution') end
         if terminal(m[2]) then return redis.error_reply('FINISHED execution already finished') end
+        if ARGV[9] ~= '' and ARGV[9] ~= m[3] and #redis.call('XRANGE', KEYS[2], ARGV[9], ARGV[9]) == 0
+            and #redis.call('XRANGE', KEYS[2], '-', ARGV[9], 'COUNT', 1) > 0 then
+            return redis.error_reply('DIVERGED the log lost entries this worker appended')
+        end
         local ids = {}
         local status = nil
         local fields = {'updatedAt', ARGV[3]}
         local announcement = {m[3] or '0-0'}
-        for i = 9, #ARGV, 5 do
+        for i = 10, #ARGV, 5 do
             local entry = {'type', ARGV[i], 'data', ARGV[i + 1], 'ts', ARGV[4], 'fence', ARGV[1]}
             if ARGV[i + 2] ~= '' then
                 status = ARGV[i + 2]

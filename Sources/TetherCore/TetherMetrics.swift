@@ -23,6 +23,9 @@ public enum TetherMetrics {
     public static let workerSlots = Meter(label: "tether_worker_slots")
     /// See ``workerSlots``.
     public static let workerSlotsBusy = Meter(label: "tether_worker_slots_busy")
+    /// `tether_runs_diverged_total`: runs a worker started again from the log because the log had lost entries it
+    /// appended (a Redis failover before they were replicated).
+    public static let runsDiverged = Counter(label: "tether_runs_diverged_total")
     /// `tether_executions_waiting`: executions parked waiting for a human decision (all of the deployment's).
     public static let executionsWaiting = Meter(label: "tether_executions_waiting")
     /// `tether_oldest_waiting_seconds`: how long the longest-waiting of them has waited.

@@ -212,7 +212,8 @@ public struct AgentRunner: Sendable {
             tools: tools)
         var attempt = 0
         while true {
-            let recorder = TurnRecorder(store: store, executionID: run.executionID, fence: run.fence, turnID: turnID)
+            let recorder = TurnRecorder(
+                store: store, executionID: run.executionID, fence: run.fence, turnID: turnID, after: run.ownLast)
             let failure: ModelError
             let providerName = agent.model.provider.rawValue
             let started = ContinuousClock.now

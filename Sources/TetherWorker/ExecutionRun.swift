@@ -27,6 +27,9 @@ final class ExecutionRun {
     private var folded: StreamID?
     /// Entries this runner appended and folded in, not yet passed by a read.
     private var appended: Set<String> = []
+    /// The newest entry this runner appended (or a recorder it drove did): each append checks that the log still
+    /// holds it (``AppendError/diverged`` when a failover lost it).
+    private(set) var ownLast: String?
     /// Turns whose streamed output (text deltas, tool-call starts and fragments) a recorder stored and this runner
     /// folded in: their entries are skipped by a read (only the runner holding the lease writes them).
     private var recordedTurns: Set<String> = []
@@ -101,9 +104,11 @@ final class ExecutionRun {
         // An append that ends the execution needs none: nothing resumes a finished execution.
         let ends = events.contains { $0.status?.isTerminal == true }
         let checkpoint = ends ? nil : folded.map { Checkpoint(state: next.checkpoint.rendered, after: $0.description) }
-        let written = try await store.append(executionID, fence: fence, events: events, checkpoint: checkpoint)
+        let written = try await store.append(
+            executionID, fence: fence, events: events, checkpoint: checkpoint, after: ownLast)
         state = next
         appended.formUnion(written.ids)
+        ownLast = written.ids.last ?? ownLast
         guard !ends else { return }
         if written.previous == folded?.description {
             folded = written.ids.last.flatMap { StreamID($0) } ?? folded
@@ -118,6 +123,7 @@ final class ExecutionRun {
         state.recordOutput(
             turnID: turnID, text: outcome.text, calls: outcome.calls.map { ($0.id, $0.name, $0.arguments) })
         recordedTurns.insert(turnID)
+        ownLast = outcome.lastID ?? ownLast
         // With nothing else among the turn's entries, the state now holds the log through its last one; otherwise
         // ``folded`` stays, the next append finds the log moved on, and the run reads on.
         if outcome.unbroken, outcome.precededBy == folded?.description, let last = outcome.lastID.flatMap(StreamID.init)

@@ -365,6 +365,10 @@ public final class WorkerService: Service, Sendable {
             do {
                 try await runner.run(executionID, fence: fence, jobEntryID: jobEntryID)
                 return
+            } catch AppendError.diverged {
+                // A failover lost entries this run had appended: what the log says now is the truth to go on from.
+                TetherMetrics.runsDiverged.increment()
+                logger.warning("execution \(executionID): the log lost entries this worker appended; resuming from it")
             } catch let error as RedisError {
                 switch error.code {
                 case .connectionClosed, .unavailable, .timeout:
@@ -375,17 +379,17 @@ public final class WorkerService: Service, Sendable {
                     try await Task.sleep(for: delay)
                     delay = min(delay * 2, .seconds(5))
                 }
-                while true {
-                    do {
-                        guard try await holds(jobEntryID, executionID) else {
-                            logger.info("execution \(executionID): its job was parked or handed on meanwhile")
-                            return
-                        }
-                        break
-                    } catch let error as RedisError {
-                        logger.warning("execution \(executionID): \(error); resuming when Redis answers")
-                        try await probe.waitUntilAnswering()
+            }
+            while true {
+                do {
+                    guard try await holds(jobEntryID, executionID) else {
+                        logger.info("execution \(executionID): its job was parked or handed on meanwhile")
+                        return
                     }
+                    break
+                } catch let error as RedisError {
+                    logger.warning("execution \(executionID): \(error); resuming when Redis answers")
+                    try await probe.waitUntilAnswering()
                 }
             }
         }

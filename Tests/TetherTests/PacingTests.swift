@@ -66,7 +66,8 @@ struct PacingTests {
         let id = stream.executionID
         let claim = try #require(try await harness.store.claim(id, owner: "test"))
         let tokens = (0..<count).map { "t\($0) " }
-        let recorder = TurnRecorder(store: harness.store, executionID: id, fence: claim.fence, turnID: "turn_test")
+        let recorder = TurnRecorder(
+            store: harness.store, executionID: id, fence: claim.fence, turnID: "turn_test", after: nil)
         let emitter = PacedEmitter(events: tokens.map { .textDelta($0) }, sink: recorder, pacer: Pacer(delay: delay))
         return (id, tokens, PacedTurn(recorder: recorder, emitter: emitter))
     }
@@ -131,7 +132,7 @@ struct PacingTests {
         stream.close()
         let claim = try #require(try await harness.store.claim(stream.executionID, owner: "test"))
         let recorder = TurnRecorder(
-            store: harness.store, executionID: stream.executionID, fence: claim.fence, turnID: "turn_burst")
+            store: harness.store, executionID: stream.executionID, fence: claim.fence, turnID: "turn_burst", after: nil)
         let tokens = (0..<2000).map { "b\($0) " }
         var last: EventLoopFuture<Void>?
         for token in tokens { last = recorder.emit(.textDelta(token)) }

@@ -98,7 +98,7 @@ public enum CancelOutcome: Sendable, Hashable {
     case executionNotFound
 }
 
-/// Errors of ``ExecutionStore/append(_:fence:events:)``.
+/// Errors of ``ExecutionStore/append(_:fence:events:checkpoint:after:)``.
 public enum AppendError: Error, Sendable, Hashable {
     /// Another worker took the execution over (its fence is higher).
     case fenced
@@ -106,6 +106,9 @@ public enum AppendError: Error, Sendable, Hashable {
     case finished
     /// The execution does not exist (expired).
     case notFound
+    /// The log no longer holds an entry this worker appended (a Redis failover lost what the master had not yet
+    /// replicated): the run's state is ahead of the log, so it is run again from the log.
+    case diverged
 }
 
 /// What is known of an execution's stream history, for reconnects.

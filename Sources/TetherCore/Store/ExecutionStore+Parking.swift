@@ -1,6 +1,6 @@
 import RedisKit
 
-/// An agent state a worker stores with an append (see ``ExecutionStore/append(_:fence:events:checkpoint:)``).
+/// An agent state a worker stores with an append (see ``ExecutionStore/append(_:fence:events:checkpoint:after:)``).
 public struct Checkpoint: Sendable, Hashable {
     /// The state, as the worker encodes it.
     public var state: String

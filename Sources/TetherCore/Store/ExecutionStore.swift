@@ -336,18 +336,19 @@ public struct ExecutionStore: Sendable {
     /// Appends events for the lease holder `fence` (see ``Scripts/append``).
     ///
     /// With a `checkpoint`, its state is stored as the state through the last new entry, if the log's newest entry
-    /// before the append is still the one the checkpoint names (its `after`).
+    /// before the append is still the one the checkpoint names (its `after`). `ownLast` is the newest entry the caller
+    /// appended itself: when the log lost it (a failover), the append fails with ``AppendError/diverged``.
     @discardableResult
-    public func append(_ id: String, fence: Int, events: [NewEvent], checkpoint: Checkpoint? = nil) async throws
-        -> Appended
-    {
+    public func append(
+        _ id: String, fence: Int, events: [NewEvent], checkpoint: Checkpoint? = nil, after ownLast: String? = nil
+    ) async throws -> Appended {
         guard !events.isEmpty else { return Appended(previous: "", ids: []) }
         let appended: Appended
         do {
             appended = try Self.appendedIDs(
                 try await redis.run(
                     script(Scripts.append), keys: appendKeys(id),
-                    arguments: appendArguments(id, fence, events, checkpoint: checkpoint)))
+                    arguments: appendArguments(id, fence, events, checkpoint: checkpoint, after: ownLast)))
         } catch {
             throw Self.appendError(error)
         }
@@ -361,15 +362,17 @@ public struct ExecutionStore: Sendable {
             events.count, finished: events.filter { $0.type == .finish }.map { $0.status?.rawValue ?? "unknown" })
     }
 
-    /// ``append(_:fence:events:checkpoint:)`` without a checkpoint and without suspending the caller, for code driven
-    /// by event-loop callbacks (see ``RedisClientProtocol/submit(_:)``): the future completes with what was appended or the
-    /// same errors.
-    public func submitAppend(_ id: String, fence: Int, events: [NewEvent]) -> EventLoopFuture<Appended> {
+    /// ``append(_:fence:events:checkpoint:after:)`` without a checkpoint and without suspending the caller, for code
+    /// driven by event-loop callbacks (see ``RedisClientProtocol/submit(_:)``): the future completes with what was
+    /// appended or the same errors.
+    public func submitAppend(_ id: String, fence: Int, events: [NewEvent], after ownLast: String? = nil)
+        -> EventLoopFuture<Appended>
+    {
         guard !events.isEmpty else {
             return redis.eventLoopGroup.any().makeSucceededFuture(Appended(previous: "", ids: []))
         }
         let reply = redis.submit(
-            script(Scripts.append), keys: appendKeys(id), arguments: appendArguments(id, fence, events))
+            script(Scripts.append), keys: appendKeys(id), arguments: appendArguments(id, fence, events, after: ownLast))
         let promise = reply.eventLoop.makePromise(of: Appended.self)
         reply.whenComplete { [self] result in
             do {
@@ -387,12 +390,12 @@ public struct ExecutionStore: Sendable {
     }
 
     private func appendArguments(
-        _ id: String, _ fence: Int, _ events: [NewEvent], checkpoint: Checkpoint? = nil
+        _ id: String, _ fence: Int, _ events: [NewEvent], checkpoint: Checkpoint? = nil, after ownLast: String?
     ) -> [any RedisArgument] {
         let now = Identifiers.nowMilliseconds()
         var arguments: [any RedisArgument] = [
             fence, keys.tail(id), Identifiers.isoTimestamp(milliseconds: now), Int64(now), maxLength, retentionSeconds,
-            checkpoint?.state ?? "", checkpoint?.after ?? "",
+            checkpoint?.state ?? "", checkpoint?.after ?? "", ownLast ?? "",
         ]
         arguments.reserveCapacity(arguments.count + 5 * events.count)
         for event in events {
@@ -418,6 +421,7 @@ public struct ExecutionStore: Sendable {
         case "FENCED": return AppendError.fenced
         case "FINISHED": return AppendError.finished
         case "NOTFOUND": return AppendError.notFound
+        case "DIVERGED": return AppendError.diverged
         default: return error
         }
     }

@@ -89,13 +89,16 @@ final class TurnRecorder: TurnSink, Sendable {
     private let store: ExecutionStore
     private let executionID: String
     private let fence: Int
+    /// The newest entry the run appended before this turn (see ``ExecutionRun/ownLast``).
+    private let ownLast: String?
     private let loop: any EventLoop
     private let state = Mutex(State())
 
-    init(store: ExecutionStore, executionID: String, fence: Int, turnID: String) {
+    init(store: ExecutionStore, executionID: String, fence: Int, turnID: String, after ownLast: String?) {
         self.store = store
         self.executionID = executionID
         self.fence = fence
+        self.ownLast = ownLast
         self.turnID = turnID
         self.loop = MultiThreadedEventLoopGroup.currentEventLoop ?? store.redis.eventLoopGroup.any()
     }
@@ -186,7 +189,9 @@ final class TurnRecorder: TurnSink, Sendable {
 
     @discardableResult
     private func send(_ events: [NewEvent]) -> EventLoopFuture<ExecutionStore.Appended> {
-        let appended = store.submitAppend(executionID, fence: fence, events: events)
+        // One append in flight at a time: the one before has stored its ids by now.
+        let after = state.withLock { $0.lastID } ?? ownLast
+        let appended = store.submitAppend(executionID, fence: fence, events: events, after: after)
         appended.whenComplete { result in
             var toComplete: [EventLoopPromise<Void>] = []
             var next: [NewEvent]?
