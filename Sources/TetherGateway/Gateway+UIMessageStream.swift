@@ -10,7 +10,7 @@ extension Gateway {
     func reconnectUIMessage(
         _ request: Request, _ context: GatewayRequestContext, _ record: ExecutionRecord, _ cursor: Cursor
     ) async throws -> Response {
-        let events = try await store.allEvents(record.id)
+        let events = try await deliveryStore.allEvents(record.id)
         let trimmed = events.first.map { $0.type != EventType.started.rawValue } ?? false
         let resume: UIMessageRenderer.Resume
         if let after = cursor.after {

@@ -18,6 +18,9 @@ public final class Gateway: Sendable {
     public let config: TetherConfig
     /// The execution store.
     public let store: ExecutionStore
+    /// The store streams are read from: on a cluster, through replicas (``RedisClientProtocol/replicaReads``), so that
+    /// no client is sent an event a failover could still lose; on one server, ``store``.
+    let deliveryStore: ExecutionStore
     /// Bearer tokens to principals, with the key cache.
     public let authenticator: Authenticator
     /// Live tailing.
@@ -35,10 +38,13 @@ public final class Gateway: Sendable {
         self.config = config
         self.metrics = metrics
         self.store = ExecutionStore(redis: redis, config: config)
+        self.deliveryStore = redis.isCluster ? ExecutionStore(redis: redis.replicaReads, config: config) : store
         self.authenticator = Authenticator(
             apiKeys: APIKeys(redis: redis, keys: store.keys, configured: config.apiKeys),
             ttl: .milliseconds(Int64(config.http.keyCacheSeconds * 1000)), capacity: config.http.keyCacheEntries)
-        self.tailer = Tailer(store: store, clientQueue: config.http.clientQueueLength, logger: logger)
+        self.tailer = Tailer(
+            store: deliveryStore, readsReplicas: redis.isCluster, clientQueue: config.http.clientQueueLength,
+            logger: logger)
         self.logger = logger
     }
 

@@ -77,7 +77,7 @@ extension Gateway {
         func catchUp() async throws -> Bool {
             let page = 512
             while true {
-                let events = try await store.events(id, after: last, count: page)
+                let events = try await deliveryStore.events(id, after: last, count: page)
                 if events.isEmpty { return false }
                 let (buffer, finished) = Self.render(events, after: &last, &renderer)
                 if buffer.readableBytes > 0 { try await writer.write(buffer) }

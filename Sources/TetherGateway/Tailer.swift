@@ -23,6 +23,12 @@ public enum TailSignal: Sendable {
 /// as a safety net, it reads `XREAD COUNT n STREAMS …:events <cursor>` on a pooled connection, at most one read in
 /// flight per execution (announcements meanwhile mark it dirty).
 ///
+/// Reading from replicas (a cluster, ``RedisClientProtocol/replicaReads``), an announcement is only a bell: a
+/// cluster passes shard-channel messages to a master's replicas over its bus, not with the replication stream, so
+/// one can arrive before (or without) the entries it names. The tailer then reads the replica for them, and reads
+/// again every millisecond, for up to ``replicaWait``, while the replica has not yet caught up with the newest
+/// announced entry: what a client is sent is on a replica, and survives a failover.
+///
 /// Invariant that makes catch-up and live delivery meet with no gap: a client is registered (``follow(_:)``)
 /// before it catches up from the log, and the watch's read cursor was initialised before that. Any entry newer
 /// than the client's catch-up is therefore read after the client was registered, and fanned out to it; entries
@@ -42,6 +48,8 @@ public final class Tailer: Sendable {
             var cursor: StreamID = .zero
             var reading = false
             var dirty = false
+            /// The newest entry announced (reading from replicas: the reads go on until the replica has it).
+            var announced: StreamID = .zero
             var subscription: RedisSubscriptionHandle?
             /// Completes when the subscription is confirmed and the cursor set.
             var ready: Task<Void, any Error>?
@@ -64,15 +72,25 @@ public final class Tailer: Sendable {
     }
 
     private let store: ExecutionStore
+    /// Whether announcements are only bells (see the type's notes).
+    private let announcementsAreBells: Bool
     private let readBatch: Int
     private let clientQueue: Int
     private let logger: Logger
     private let state = Mutex(State())
 
+    /// How long reads go on for an announced entry a replica does not have yet.
+    static let replicaWait = Duration.seconds(2)
+
     /// Makes a tailer reading through `store`'s client. Each client's queue holds at most `clientQueue` signals
-    /// (a client that does not keep up loses signals, not memory, and catches up from the log).
-    public init(store: ExecutionStore, readBatch: Int = 512, clientQueue: Int = 256, logger: Logger) {
+    /// (a client that does not keep up loses signals, not memory, and catches up from the log). With
+    /// `readsReplicas`, announcements are bells (see the type's notes).
+    public init(
+        store: ExecutionStore, readsReplicas: Bool = false, readBatch: Int = 512, clientQueue: Int = 256,
+        logger: Logger
+    ) {
         self.store = store
+        self.announcementsAreBells = readsReplicas
         self.readBatch = readBatch
         self.clientQueue = max(1, clientQueue)
         self.logger = logger
@@ -205,6 +223,13 @@ public final class Tailer: Sendable {
             poke(watch)
             return
         }
+        if announcementsAreBells {
+            if let last = announcement.events.last?.position {
+                watch.state.withLock { $0.announced = max($0.announced, last) }
+            }
+            poke(watch)
+            return
+        }
         let delivered = watch.state.withLock { state -> Bool in
             guard state.subscription != nil, !state.reading, announcement.previousID <= state.cursor else {
                 return false
@@ -239,6 +264,7 @@ public final class Tailer: Sendable {
 
     /// Reads from the watch's cursor until caught up, fanning entries out; one such loop per watch at a time.
     private func read(_ watch: Watch) async {
+        var behindSince: ContinuousClock.Instant?
         while true {
             let cursor = watch.state.withLock { $0.cursor }
             var events: [StoredEvent] = []
@@ -251,7 +277,19 @@ public final class Tailer: Sendable {
             } catch {
                 logger.warning("tail read of \(watch.executionID) failed: \(error)")
             }
-            if !settle(watch, after: cursor, events) { return }
+            switch settle(watch, after: cursor, events) {
+            case .done: return
+            case .again: behindSince = nil
+            case .behind:
+                // The replica has not caught up with an announced entry yet.
+                let since = behindSince ?? .now
+                behindSince = since
+                if ContinuousClock.now - since > Self.replicaWait {
+                    watch.state.withLock { $0.reading = false }
+                    return
+                }
+                try? await Task.sleep(for: .milliseconds(1))
+            }
         }
     }
 
@@ -281,15 +319,26 @@ public final class Tailer: Sendable {
         } catch {
             logger.warning("tail read of \(chunk.count) executions failed: \(error)")
         }
-        for ((watch, cursor), stream) in zip(chunk, streams) where settle(watch, after: cursor, found[stream] ?? []) {
+        for ((watch, cursor), stream) in zip(chunk, streams)
+        where settle(watch, after: cursor, found[stream] ?? []) != .done {
             Task { await self.read(watch) }
         }
     }
 
-    /// Fans out what a read from `cursor` found; returns whether to read again (the read stays marked in flight),
-    /// else ends the read.
-    private func settle(_ watch: Watch, after cursor: StreamID, _ events: [StoredEvent]) -> Bool {
-        watch.state.withLock { state -> Bool in
+    /// What a read is to do next.
+    private enum Next {
+        /// Read on at once: a full batch, or announcements came meanwhile.
+        case again
+        /// Read again shortly: the replica read does not have the newest announced entry yet.
+        case behind
+        /// Caught up; the read has ended.
+        case done
+    }
+
+    /// Fans out what a read from `cursor` found; says whether to read again (the read stays marked in flight), else
+    /// ends the read.
+    private func settle(_ watch: Watch, after cursor: StreamID, _ events: [StoredEvent]) -> Next {
+        watch.state.withLock { state -> Next in
             if let last = events.last?.position, last > state.cursor {
                 state.cursor = last
             }
@@ -298,10 +347,11 @@ public final class Tailer: Sendable {
             }
             if events.count == readBatch || state.dirty {
                 state.dirty = false
-                return true
+                return .again
             }
+            if state.cursor < state.announced { return .behind }
             state.reading = false
-            return false
+            return .done
         }
     }
 }
