@@ -27,6 +27,10 @@ struct StreamBench: AsyncParsableCommand {
     @Option(help: "Events (tokens) per execution in the throughput phase.") var events: Int = 100
     @Option(help: "Executions created one after another to measure time to first byte.") var ttfbSamples: Int = 300
     @Flag(help: "Also print the delivery latency of each second of the run (to see bursts).") var timeline = false
+    @Option(help: "A process to SIGKILL during the throughput phase (a cluster master, for a failover).")
+    var killPid: Int?
+    @Option(help: "Milliseconds into the throughput phase to kill --kill-pid.") var killAfterMs = 3000
+    @Option(help: "The key prefix, to read the logs for --kill-pid's check.") var prefix = "tether"
 
     func run() async throws {
         let http = HTTPClient(port: port)
@@ -70,12 +74,22 @@ struct StreamBench: AsyncParsableCommand {
         let clock = ContinuousClock()
         let start = clock.now
         let startWall = Date().timeIntervalSince1970 * 1000
+        let killer = killPid.map { pid in
+            Task {
+                try await Task.sleep(for: .milliseconds(killAfterMs))
+                kill(pid_t(pid), SIGKILL)
+                print("  killed process \(pid) after \(killAfterMs) ms")
+            }
+        }
         let results = try await withThrowingTaskGroup(of: StreamResult.self) { group in
-            for _ in 0..<executions { group.addTask { try await runOne(http, count: events) } }
+            for _ in 0..<executions {
+                group.addTask { try await runOne(http, count: events, keepingIDs: killPid != nil) }
+            }
             var all: [StreamResult] = []
             for try await result in group { all.append(result) }
             return all
         }
+        killer?.cancel()
         let elapsed = clock.now - start
         sampler.cancel()
         memorySampler.cancel()
@@ -152,6 +166,30 @@ struct StreamBench: AsyncParsableCommand {
                 "  gateway memory (RSS): \(peakMemory.withLock { $0 } / 1024) MiB at most during the run, \((residentKiB() ?? 0) / 1024) MiB after"
             )
         }
+        if killPid != nil { try await checkLogs(results, redis) }
+    }
+
+    /// After a failover: every event a client was sent must be in the log the cluster holds now.
+    private func checkLogs(_ results: [StreamResult], _ redis: any RedisClientProtocol) async throws {
+        var settings = TetherConfig.Redis()
+        settings.url = redisURL
+        settings.prefix = prefix
+        let store = ExecutionStore(redis: redis, keys: settings.keys)
+        var sent = 0
+        var missing = 0
+        var streamsMissing = 0
+        for result in results {
+            guard let id = result.executionID else { continue }
+            let log = Set(try await store.allEvents(id).map(\.id))
+            let lost = result.ids.filter { !log.contains($0) }.count
+            sent += result.ids.count
+            missing += lost
+            if lost > 0 { streamsMissing += 1 }
+        }
+        print(
+            "  after the failover: \(sent) events sent to clients, \(missing) of them not in the log (\(streamsMissing) streams)"
+        )
+        if missing > 0 { throw ExitCode.failure }
     }
 
     struct StreamResult: Sendable {
@@ -160,18 +198,23 @@ struct StreamBench: AsyncParsableCommand {
         var frames: Int
         var latencies: [(appendedMilliseconds: Double, latency: Double)]
         var finished: Bool
+        /// The ids of the frames, when kept (``killPid``).
+        var ids: [String] = []
+        var executionID: String?
     }
 
-    private func runOne(_ http: HTTPClient, count: Int) async throws -> StreamResult {
+    private func runOne(_ http: HTTPClient, count: Int, keepingIDs: Bool = false) async throws -> StreamResult {
         let body = "{\"messages\":[{\"role\":\"user\",\"content\":\"count to \(count)\"}]}"
-        let probe = StreamProbe(expected: count, start: DispatchTime.now().uptimeNanoseconds)
+        let probe = StreamProbe(expected: count, start: DispatchTime.now().uptimeNanoseconds, keepingIDs: keepingIDs)
         // The probe reads each chunk where the connection reads it, on its event loop (no task switch per chunk).
-        let (status, _) = try await http.stream(
+        let (status, headers) = try await http.stream(
             .POST, "/run/api/executions",
             headers: [("Authorization", "Bearer \(key)"), ("Content-Type", "application/json")], body: Array(body.utf8)
         ) { chunk in probe.take(chunk) }
         guard status == 200 else { throw ValidationError("POST answered \(status)") }
-        return probe.result
+        var result = probe.result
+        result.executionID = headers["x-workflow-run-id"]
+        return result
     }
 
     /// CPU seconds of the gateway, the worker, every Redis node (together) and this process.
@@ -217,9 +260,12 @@ final class StreamProbe: @unchecked Sendable {
     private var firstByteWall = 0.0
     private var frames = 0
     private var latencies: [(appendedMilliseconds: Double, latency: Double)] = []
+    private let keepingIDs: Bool
+    private var ids: [String] = []
 
-    init(expected: Int, start: UInt64) {
+    init(expected: Int, start: UInt64, keepingIDs: Bool = false) {
         self.start = start
+        self.keepingIDs = keepingIDs
         latencies.reserveCapacity(expected + 4)
     }
 
@@ -230,16 +276,17 @@ final class StreamProbe: @unchecked Sendable {
             ttfb = Double(nowNanos - start) / 1e6
             firstByteWall = wallMicros / 1000
         }
-        scanner.scan(chunk) { milliseconds in
+        scanner.scan(chunk) { milliseconds, id in
             frames += 1
             latencies.append((milliseconds, max(0, wallMicros - milliseconds * 1000) / 1000))
+            if keepingIDs { ids.append(String(decoding: id, as: UTF8.self)) }
         }
     }
 
     var result: StreamBench.StreamResult {
         StreamBench.StreamResult(
             ttfb: ttfb, firstByteWallMilliseconds: firstByteWall, frames: frames, latencies: latencies,
-            finished: scanner.sawStop)
+            finished: scanner.sawStop, ids: ids)
     }
 
     private static func wallClockMicroseconds() -> Int64 {
@@ -257,7 +304,8 @@ struct FrameIDScanner {
     private(set) var sawStop = false
     private static let stop = Array("\"finish_reason\":\"stop\"".utf8)
 
-    mutating func scan(_ chunk: ByteBuffer, onFrame: (Double) -> Void) {
+    /// Calls `onFrame` with each frame's id: its milliseconds, and the whole id's bytes.
+    mutating func scan(_ chunk: ByteBuffer, onFrame: (Double, ArraySlice<UInt8>) -> Void) {
         for byte in chunk.readableBytesView {
             guard byte == 10 else {
                 line.append(byte)
@@ -269,7 +317,7 @@ struct FrameIDScanner {
                     guard digit >= 48 && digit <= 57 else { break }
                     ms = ms * 10 + Double(digit - 48)
                 }
-                onFrame(ms)
+                onFrame(ms, line[4...])
             } else if !sawStop, line.count > Self.stop.count, line.starts(with: Array("data: ".utf8)) {
                 sawStop = Self.contains(line, Self.stop)
             }
