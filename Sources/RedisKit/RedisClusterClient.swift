@@ -19,7 +19,8 @@ import Synchronization
 ///
 /// A client made with ``ReadFrom/replicas`` (``replicaReads``) sends each command to a replica of its slot's master
 /// instead, on connections that sent `READONLY`, and subscribes there: what it reads a replica already has. A slot
-/// whose master has no replica listed, and a command the replica did not answer, go to the master.
+/// whose master has no replica listed, and a command the replica did not answer, go to the master, over the
+/// connections of the client that made this one.
 public final class RedisClusterClient: RedisClientProtocol {
     /// Which node of a slot serves this client's commands.
     public enum ReadFrom: Sendable, Hashable {
@@ -35,6 +36,9 @@ public final class RedisClusterClient: RedisClientProtocol {
     /// Which node of a slot serves the commands.
     public let readFrom: ReadFrom
     private let logger: Logger
+    /// For a ``replicaReads`` client, the client that made it: what it sends to a master goes over that client's
+    /// connections (one pool and one subscriber connection per master, not two).
+    private weak let primary: RedisClusterClient?
 
     private struct State {
         var topology: ClusterTopology?
@@ -63,6 +67,14 @@ public final class RedisClusterClient: RedisClientProtocol {
         self.seeds = seeds
         self.readFrom = readFrom
         self.logger = logger
+        self.primary = nil
+    }
+
+    private init(replicasOf primary: RedisClusterClient) {
+        seeds = primary.seeds
+        readFrom = .replicas
+        logger = primary.logger
+        self.primary = primary
     }
 
     /// A client of the same cluster that reads from replicas (``ReadFrom/replicas``), made on first use and shut down
@@ -71,7 +83,7 @@ public final class RedisClusterClient: RedisClientProtocol {
         if readFrom == .replicas { return self }
         return state.withLock { state in
             if let made = state.replicaReads { return made }
-            let made = RedisClusterClient(seeds: seeds, readFrom: .replicas, logger: logger)
+            let made = RedisClusterClient(replicasOf: self)
             state.replicaReads = made
             return made
         }
@@ -376,9 +388,12 @@ public final class RedisClusterClient: RedisClientProtocol {
         return topology.master(forSlot: slot)
     }
 
-    /// The client of one node, made on first use.
+    /// The client of one node, made on first use; a replica reader's client of a master is its primary's.
     func client(host: String, port: Int) throws -> RedisClient {
-        try state.withLock { state in
+        if let primary, let topology, topology.masters.contains(where: { $0.host == host && $0.port == port }) {
+            return try primary.client(host: host, port: port)
+        }
+        return try state.withLock { state in
             guard !state.closed else { throw RedisError(.poolClosed, "the cluster client was shut down") }
             let name = "\(host):\(port)"
             if let client = state.clients[name] { return client }
