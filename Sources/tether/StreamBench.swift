@@ -8,7 +8,8 @@ import TetherClient
 import TetherCore
 
 /// `tether bench stream`: K concurrent executions × M events through a real gateway and workers, clients parsing
-/// SSE. Reports time to first byte, delivery latency, events per second, gateway memory and Redis connections.
+/// SSE. Reports time to first byte, delivery latency, events per second, CPU per event, gateway memory and Redis
+/// connections; `--idle N` instead holds N idle clients on suspended executions and reports memory per client.
 struct StreamBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stream",
@@ -26,11 +27,21 @@ struct StreamBench: AsyncParsableCommand {
     @Option(help: "Concurrent executions (and streams) in the throughput phase.") var executions: Int = 1000
     @Option(help: "Events (tokens) per execution in the throughput phase.") var events: Int = 100
     @Option(help: "Executions created one after another to measure time to first byte.") var ttfbSamples: Int = 300
-    @Flag(help: "Also print the delivery latency of each second of the run (to see bursts).") var timeline = false
+    @Flag(help: "Also print the delivery latency of each second of the run (to see bursts; always in --json).")
+    var timeline = false
     @Option(help: "A process to SIGKILL during the throughput phase (a cluster master, for a failover).")
     var killPid: Int?
     @Option(help: "Milliseconds into the throughput phase to kill --kill-pid.") var killAfterMs = 3000
     @Option(help: "The key prefix, to read the logs for --kill-pid's check.") var prefix = "tether"
+    @Option(
+        help:
+            "Instead of the other phases: N idle clients, each on an execution suspended waiting for approval; reports the gateway's memory per client."
+    )
+    var idle: Int?
+    @Option(help: "Seconds the idle clients are held once all are open (the gateway's CPU is read over them).")
+    var idleSeconds = 16
+    @Option(help: "Idle clients being opened at once.") var idleConcurrency = 200
+    @Option(help: "Write the results as JSON to this file.") var json: String?
 
     func run() async throws {
         let http = HTTPClient(port: port)
@@ -38,23 +49,40 @@ struct StreamBench: AsyncParsableCommand {
         settings.url = redisURL
         let redis = try settings.makeClient(name: "tether-bench")
         defer { redis.shutdown() }
-        print(
+        var report = BenchReport()
+        report.line(
             "machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, gateway, workers, Redis and clients sharing it"
         )
+        if let idle {
+            try await measureIdle(idle, http, redis, into: &report)
+        } else {
+            try await measureFirstByte(http, into: &report)
+            try await measureThroughput(http, redis, into: &report)
+        }
+        if let json { try report.write(to: json) }
+    }
 
-        // Phase 1: time to first byte, one creation at a time (the latency a lone client sees).
+    /// Phase 1: time to first byte, one creation at a time (the latency a lone client sees).
+    private func measureFirstByte(_ http: HTTPClient, into report: inout BenchReport) async throws {
         var ttfb: [Double] = []
         for _ in 0..<ttfbSamples {
             let result = try await runOne(http, count: 3)
             ttfb.append(result.ttfb)
         }
         ttfb.sort()
-        print(
+        report.set("ttfb.samples", ttfbSamples)
+        report.set("ttfb.p50Ms", percentile(ttfb, 0.5))
+        report.set("ttfb.p99Ms", percentile(ttfb, 0.99))
+        report.line(
             String(
                 format: "time to first byte (POST → first frame), %d sequential: p50 %.2f ms, p99 %.2f ms", ttfbSamples,
                 percentile(ttfb, 0.5), percentile(ttfb, 0.99)))
+    }
 
-        // Phase 2: K concurrent streams of M events each.
+    /// Phase 2: K concurrent streams of M events each.
+    private func measureThroughput(
+        _ http: HTTPClient, _ redis: any RedisClientProtocol, into report: inout BenchReport
+    ) async throws {
         let before = try await gatewayConnections(redis)
         let peakConnections = Mutex(before)
         let sampler = Task {
@@ -70,8 +98,7 @@ struct StreamBench: AsyncParsableCommand {
                 if let kib = residentKiB() { peakMemory.withLock { $0 = max($0, kib) } }
             }
         }
-        let cpuBefore = cpuSeconds()
-        let nodesBefore = redisPid.map(ProcessStats.cpuSeconds)
+        let cpuBefore = CPUSnapshot(self)
         let clock = ContinuousClock()
         let start = clock.now
         let startWall = Date().timeIntervalSince1970 * 1000
@@ -110,78 +137,92 @@ struct StreamBench: AsyncParsableCommand {
         var concurrentTTFB = results.map(\.ttfb)
         concurrentTTFB.sort()
         let complete = results.filter(\.finished).count
-        print(
+        let creationSeconds = max((allOpen - startWall) / 1000, 1e-3)
+        report.set("throughput.executions", executions)
+        report.set("throughput.eventsPerExecution", events)
+        report.set("throughput.complete", complete)
+        report.set("throughput.frames", delivered)
+        report.set("throughput.seconds", seconds)
+        report.set("throughput.eventsPerSecond", Double(delivered) / seconds)
+        report.set("throughput.createdPerSecond", Double(executions) / creationSeconds)
+        report.set("throughput.latencyP50Ms", percentile(latencies, 0.5))
+        report.set("throughput.latencyP99Ms", percentile(latencies, 0.99))
+        report.set("throughput.steadyEvents", steady.count)
+        report.set("throughput.steadyLatencyP50Ms", percentile(steady, 0.5))
+        report.set("throughput.steadyLatencyP99Ms", percentile(steady, 0.99))
+        report.set("throughput.ttfbUnderLoadP50Ms", percentile(concurrentTTFB, 0.5))
+        report.set("throughput.ttfbUnderLoadP99Ms", percentile(concurrentTTFB, 0.99))
+        report.line(
             "\(executions) concurrent executions × \(events) events: \(complete) streams complete, \(delivered) frames in \(String(format: "%.2f", seconds)) s"
         )
-        print(String(format: "  events delivered: %.0f/s", Double(delivered) / seconds))
-        print(
+        report.line(String(format: "  events delivered: %.0f/s", Double(delivered) / seconds))
+        report.line(
             String(
                 format:
                     "  executions created: %d in %.2f s, %.0f/s (from the first POST to the last stream's first byte)",
-                executions, (allOpen - startWall) / 1000, Double(executions) / max((allOpen - startWall) / 1000, 1e-3)))
-        print(
+                executions, (allOpen - startWall) / 1000, Double(executions) / creationSeconds))
+        report.line(
             String(
                 format:
                     "  delivery latency (append → client), p50 %.2f ms, p99 %.2f ms (Redis ids have 1 ms resolution: upper bounds)",
                 percentile(latencies, 0.5), percentile(latencies, 0.99)))
-        print(
+        report.line(
             String(
                 format:
                     "  delivery latency while all %d streams are open (%d events): p50 %.2f ms, p99 %.2f ms",
                 executions, steady.count, percentile(steady, 0.5), percentile(steady, 0.99)))
-        print(
+        report.line(
             String(
                 format: "  time to first byte under this load: p50 %.2f ms, p99 %.2f ms",
                 percentile(concurrentTTFB, 0.5),
                 percentile(concurrentTTFB, 0.99)))
+        let rows = timelineRows(results)
+        report.set("timeline", rows: rows)
         if timeline {
-            let all = results.flatMap(\.latencies)
-            let start = all.map(\.appendedMilliseconds).min() ?? 0
-            var seconds: [Int: [Double]] = [:]
-            for sample in all {
-                seconds[Int((sample.appendedMilliseconds - start) / 1000), default: []].append(sample.latency)
-            }
-            for second in seconds.keys.sorted() {
-                var values = seconds[second]!
-                values.sort()
-                print(
+            for row in rows {
+                report.line(
                     String(
-                        format: "    second %3d: %6d events, p50 %.2f ms, p99 %.2f ms, max %.2f ms", second,
-                        values.count,
-                        percentile(values, 0.5), percentile(values, 0.99), values.last ?? 0))
+                        format: "    second %3.0f: %6.0f events, p50 %.2f ms, p99 %.2f ms, max %.2f ms", row["second"]!,
+                        row["events"]!, row["p50Ms"]!, row["p99Ms"]!, row["maxMs"]!))
             }
         }
-        print("  gateway Redis connections: \(before) idle, \(peakConnections.withLock { $0 }) at most during the run")
-        let cpuAfter = cpuSeconds()
-        let redisName = redisPid.count > 1 ? "redis-server (\(redisPid.count) nodes)" : "redis-server"
-        for (index, name) in ["gateway", "worker", redisName, "clients (this benchmark)"].enumerated() {
-            guard let before = cpuBefore[index], let after = cpuAfter[index] else { continue }
-            let used = after - before
-            print(
-                String(
-                    format: "  %@ CPU: %.2f s (%.0f%% of one core), %.1f µs per delivered event", name, used,
-                    used / seconds * 100, used / Double(max(delivered, 1)) * 1e6))
-        }
-        // On a cluster the busiest node bounds what Redis can carry: its share is what more masters divide.
-        let nodesUsed = zip(nodesBefore, redisPid.map(ProcessStats.cpuSeconds)).compactMap { before, after in
-            before.flatMap { before in after.map { $0 - before } }
-        }
-        if redisPid.count > 1, let busiest = nodesUsed.max() {
-            print(
-                String(
-                    format: "  busiest redis-server node CPU: %.2f s (%.0f%% of one core), %.1f µs per delivered event",
-                    busiest, busiest / seconds * 100, busiest / Double(max(delivered, 1)) * 1e6))
-        }
+        let peak = peakConnections.withLock { $0 }
+        report.set("throughput.gatewayRedisConnectionsIdle", before)
+        report.set("throughput.gatewayRedisConnectionsPeak", peak)
+        report.line("  gateway Redis connections: \(before) idle, \(peak) at most during the run")
+        CPUSnapshot(self).report(since: cpuBefore, seconds: seconds, events: delivered, into: &report)
         if gatewayPid != nil {
-            print(
-                "  gateway memory (RSS): \(peakMemory.withLock { $0 } / 1024) MiB at most during the run, \((residentKiB() ?? 0) / 1024) MiB after"
-            )
+            let peakKiB = peakMemory.withLock { $0 }
+            let afterKiB = residentKiB() ?? 0
+            report.set("throughput.gatewayRSSPeakMiB", Double(peakKiB) / 1024)
+            report.set("throughput.gatewayRSSAfterMiB", Double(afterKiB) / 1024)
+            report.line(
+                "  gateway memory (RSS): \(peakKiB / 1024) MiB at most during the run, \(afterKiB / 1024) MiB after")
         }
-        if killPid != nil { try await checkLogs(results, redis) }
+        if killPid != nil { try await checkLogs(results, redis, into: &report) }
+    }
+
+    /// The delivery latency of each second of the run (by append time): events, p50, p99 and max.
+    private func timelineRows(_ results: [StreamResult]) -> [[String: Double]] {
+        let all = results.flatMap(\.latencies)
+        let start = all.map(\.appendedMilliseconds).min() ?? 0
+        var seconds: [Int: [Double]] = [:]
+        for sample in all {
+            seconds[Int((sample.appendedMilliseconds - start) / 1000), default: []].append(sample.latency)
+        }
+        return seconds.keys.sorted().map { second in
+            let values = seconds[second]!.sorted()
+            return [
+                "second": Double(second), "events": Double(values.count), "p50Ms": percentile(values, 0.5),
+                "p99Ms": percentile(values, 0.99), "maxMs": values.last ?? 0,
+            ]
+        }
     }
 
     /// After a failover: every event a client was sent must be in the log the cluster holds now.
-    private func checkLogs(_ results: [StreamResult], _ redis: any RedisClientProtocol) async throws {
+    private func checkLogs(
+        _ results: [StreamResult], _ redis: any RedisClientProtocol, into report: inout BenchReport
+    ) async throws {
         var settings = TetherConfig.Redis()
         settings.url = redisURL
         settings.prefix = prefix
@@ -197,10 +238,16 @@ struct StreamBench: AsyncParsableCommand {
             missing += lost
             if lost > 0 { streamsMissing += 1 }
         }
-        print(
+        report.set("failover.sent", sent)
+        report.set("failover.missing", missing)
+        report.set("failover.streamsMissing", streamsMissing)
+        report.line(
             "  after the failover: \(sent) events sent to clients, \(missing) of them not in the log (\(streamsMissing) streams)"
         )
-        if missing > 0 { throw ExitCode.failure }
+        if missing > 0 {
+            if let json { try report.write(to: json) }
+            throw ExitCode.failure
+        }
     }
 
     struct StreamResult: Sendable {
@@ -228,18 +275,8 @@ struct StreamBench: AsyncParsableCommand {
         return result
     }
 
-    /// CPU seconds of the gateway, the worker, every Redis node (together) and this process.
-    private func cpuSeconds() -> [Double?] {
-        let nodes = redisPid.compactMap(ProcessStats.cpuSeconds)
-        return [
-            gatewayPid.flatMap(ProcessStats.cpuSeconds), workerPid.flatMap(ProcessStats.cpuSeconds),
-            nodes.isEmpty || nodes.count < redisPid.count ? nil : nodes.reduce(0, +),
-            ProcessStats.cpuSeconds(Int(getpid())),
-        ]
-    }
-
     /// The gateway's connections, on every master of a cluster.
-    private func gatewayConnections(_ redis: any RedisClientProtocol) async throws -> Int {
+    func gatewayConnections(_ redis: any RedisClientProtocol) async throws -> Int {
         let lists: [RESPValue]
         if let cluster = redis as? RedisClusterClient {
             lists = try await cluster.sendToMasters(RedisCommand("CLIENT", "LIST"))
@@ -254,94 +291,10 @@ struct StreamBench: AsyncParsableCommand {
         }
     }
 
-    private func residentKiB() -> Int? { gatewayPid.flatMap(ProcessStats.residentKiB) }
+    func residentKiB() -> Int? { gatewayPid.flatMap(ProcessStats.residentKiB) }
 
-    private func percentile(_ sorted: [Double], _ p: Double) -> Double {
+    func percentile(_ sorted: [Double], _ p: Double) -> Double {
         guard !sorted.isEmpty else { return .nan }
         return sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
-    }
-}
-
-/// One benchmark stream's measurements, taken on its connection's event loop as chunks arrive, and read once the
-/// response has ended (the end is a promise completed on that loop, so the reads happen after every write).
-final class StreamProbe: @unchecked Sendable {
-    private let start: UInt64
-    private var scanner = FrameIDScanner()
-    private var ttfb = 0.0
-    private var firstByteWall = 0.0
-    private var frames = 0
-    private var latencies: [(appendedMilliseconds: Double, latency: Double)] = []
-    private let keepingIDs: Bool
-    private var ids: [String] = []
-
-    init(expected: Int, start: UInt64, keepingIDs: Bool = false) {
-        self.start = start
-        self.keepingIDs = keepingIDs
-        latencies.reserveCapacity(expected + 4)
-    }
-
-    func take(_ chunk: ByteBuffer) {
-        let nowNanos = DispatchTime.now().uptimeNanoseconds
-        let wallMicros = Double(Self.wallClockMicroseconds())
-        if ttfb == 0 {
-            ttfb = Double(nowNanos - start) / 1e6
-            firstByteWall = wallMicros / 1000
-        }
-        scanner.scan(chunk) { milliseconds, id in
-            frames += 1
-            latencies.append((milliseconds, max(0, wallMicros - milliseconds * 1000) / 1000))
-            if keepingIDs { ids.append(String(decoding: id, as: UTF8.self)) }
-        }
-    }
-
-    var result: StreamBench.StreamResult {
-        StreamBench.StreamResult(
-            ttfb: ttfb, firstByteWallMilliseconds: firstByteWall, frames: frames, latencies: latencies,
-            finished: scanner.sawStop, ids: ids)
-    }
-
-    private static func wallClockMicroseconds() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1000
-    }
-}
-
-/// A light reader of the SSE bytes for the benchmark: it only finds `id: <ms>-<seq>` lines and the final frame, so
-/// that the clients spend as little as possible of the machine the server shares with them. (Full parsing is
-/// tested in the integration tests.)
-struct FrameIDScanner {
-    private var line: [UInt8] = []
-    private(set) var sawStop = false
-    private static let stop = Array("\"finish_reason\":\"stop\"".utf8)
-
-    /// Calls `onFrame` with each frame's id: its milliseconds, and the whole id's bytes.
-    mutating func scan(_ chunk: ByteBuffer, onFrame: (Double, ArraySlice<UInt8>) -> Void) {
-        for byte in chunk.readableBytesView {
-            guard byte == 10 else {
-                line.append(byte)
-                continue
-            }
-            if line.count > 4, line[0] == 105, line[1] == 100, line[2] == 58, line[3] == 32 {  // "id: "
-                var ms = 0.0
-                for digit in line[4...] {
-                    guard digit >= 48 && digit <= 57 else { break }
-                    ms = ms * 10 + Double(digit - 48)
-                }
-                onFrame(ms, line[4...])
-            } else if !sawStop, line.count > Self.stop.count, line.starts(with: Array("data: ".utf8)) {
-                sawStop = Self.contains(line, Self.stop)
-            }
-            line.removeAll(keepingCapacity: true)
-        }
-    }
-
-    private static func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
-        guard haystack.count >= needle.count else { return false }
-        for start in stride(from: haystack.count - needle.count, through: 0, by: -1)
-        where haystack[start] == needle[0] && haystack[start..<start + needle.count].elementsEqual(needle) {
-            return true
-        }
-        return false
     }
 }

@@ -45,6 +45,7 @@ enum TetherMain {
             exit(78)
         }
         metricsRegistry = MetricsEndpoint.bootstrap()
+        _ = OpenFileLimit.raised
         await Tether.main()
     }
 }
@@ -116,6 +117,7 @@ struct Serve: AsyncParsableCommand {
         defer { redis.shutdown() }
         let gateway = Gateway(config: config, redis: redis, metrics: metricsRegistry)
         let worker = WorkerService(config: config, redis: redis)
+        OpenFileLimit.log(Logger(label: "tether"))
         Logger(label: "tether").info(
             "serving on http://\(config.http.host):\(config.http.port) with \(config.workers.concurrency) worker slots, Redis \(RedisConfiguration.redacted(config.redis.url))"
         )
@@ -132,6 +134,7 @@ struct GatewayCommand: AsyncParsableCommand {
         let config = try options.load()
         let redis = try options.redis(config, name: "tether-gateway")
         defer { redis.shutdown() }
+        OpenFileLimit.log(Logger(label: "tether.gateway"))
         try await Gateway(config: config, redis: redis, metrics: metricsRegistry).makeApplication().runService()
     }
 }
@@ -145,6 +148,7 @@ struct WorkerCommand: AsyncParsableCommand {
         let config = try options.load()
         let redis = try options.redis(config, name: "tether-worker")
         defer { redis.shutdown() }
+        OpenFileLimit.log(Logger(label: "tether.worker"))
         var services: [any Service] = [WorkerService(config: config, redis: redis)]
         if config.workers.metricsPort > 0 {
             services.append(
