@@ -2,8 +2,7 @@ import Foundation
 import TetherCore
 
 /// A benchmark's results: each line printed as it is measured, and the figures behind the lines kept under dotted
-/// names (`throughput.eventsPerSecond`), written as one JSON object by `--json` so that runs can be compared and
-/// drawn (`scripts/bench figures`).
+/// names (`throughput.eventsPerSecond`), written as one JSON object by `--json` so that runs can be compared.
 struct BenchReport {
     private var root: [String: JSON] = [:]
 

@@ -57,7 +57,6 @@ extension StreamBench {
         // No events are delivered: per event figures would mean nothing, the share of a core does.
         CPUSnapshot(self).report(since: cpuBefore, seconds: Double(idleSeconds), events: 0, into: &report)
         guard stillOpen == count else {
-            if let json { try report.write(to: json) }
             throw ValidationError("\(count - stillOpen) idle streams ended before the end of the hold")
         }
     }

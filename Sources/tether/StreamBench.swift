@@ -53,13 +53,25 @@ struct StreamBench: AsyncParsableCommand {
         report.line(
             "machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, gateway, workers, Redis and clients sharing it"
         )
-        if let idle {
-            try await measureIdle(idle, http, redis, into: &report)
-        } else {
-            try await measureFirstByte(http, into: &report)
-            try await measureThroughput(http, redis, into: &report)
+        do {
+            if let idle {
+                try await measureIdle(idle, http, redis, into: &report)
+            } else {
+                try await measureFirstByte(http, into: &report)
+                try await measureThroughput(http, redis, into: &report)
+            }
+        } catch {
+            // A failed check's figures are written too: they are what the run has to show.
+            if let json { try? report.write(to: json) }
+            throw error
         }
         if let json { try report.write(to: json) }
+    }
+
+    func validate() throws {
+        if let idle, idle < 1 { throw ValidationError("--idle needs at least 1 client") }
+        if idleSeconds < 1 { throw ValidationError("--idle-seconds needs at least 1 second") }
+        if idleConcurrency < 1 { throw ValidationError("--idle-concurrency needs at least 1") }
     }
 
     /// Phase 1: time to first byte, one creation at a time (the latency a lone client sees).
@@ -244,10 +256,7 @@ struct StreamBench: AsyncParsableCommand {
         report.line(
             "  after the failover: \(sent) events sent to clients, \(missing) of them not in the log (\(streamsMissing) streams)"
         )
-        if missing > 0 {
-            if let json { try report.write(to: json) }
-            throw ExitCode.failure
-        }
+        if missing > 0 { throw ExitCode.failure }
     }
 
     struct StreamResult: Sendable {
