@@ -72,10 +72,11 @@ struct LoadBalancerTests {
         let harness: Harness
         private(set) var process: Process
 
-        init(_ harness: Harness) throws {
+        init(_ harness: Harness) async throws {
             self.harness = harness
-            port = try freePort()
-            process = try launch("gateway", harness, environment: ["TETHER_PORT": "\(port)"])
+            (process, port) = try await startListening { port in
+                try launch("gateway", harness, environment: ["TETHER_PORT": "\(port)"])
+            }
         }
 
         func killHard() {
@@ -99,7 +100,7 @@ struct LoadBalancerTests {
         // The worker runs in this process; the gateways are real processes behind nginx.
         let harness = try await Harness.start(tokenDelayMilliseconds: 15)
         defer { harness.stop() }
-        let gateways = [try GatewayProcess(harness), try GatewayProcess(harness)]
+        let gateways = [try await GatewayProcess(harness), try await GatewayProcess(harness)]
         for gateway in gateways { #expect(try await gateway.ready()) }
         let nginx = try Nginx(upstreams: gateways.map(\.port))
         defer { nginx.stop() }

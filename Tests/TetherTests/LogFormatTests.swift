@@ -38,11 +38,13 @@ struct LogFormatTests {
     @Test func aServerLogsJSONLinesNamingTheExecutionTenantAndAgent() async throws {
         let harness = try await Harness.start(withWorker: false)
         defer { harness.stop() }
-        let port = try freePort()
-        let errors = Pipe()
-        let server = try launch(
-            "serve", harness, environment: ["TETHER_PORT": "\(port)", "LOG_FORMAT": "json", "LOG_LEVEL": "debug"],
-            errors: errors)
+        var errors = Pipe()
+        let (server, port) = try await startListening { port in
+            errors = Pipe()  // a pipe handed to a process is closed in this one: each try gets its own
+            return try launch(
+                "serve", harness,
+                environment: ["TETHER_PORT": "\(port)", "LOG_FORMAT": "json", "LOG_LEVEL": "debug"], errors: errors)
+        }
         defer { if server.isRunning { kill(server.processIdentifier, SIGKILL) } }
         let client = HTTPClient(port: port)
         #expect(try await eventually(20) { (try? await client.send(.GET, "/healthz").status) == 200 })

@@ -244,15 +244,23 @@ struct MCPServerTests {
     }
 
     /// Starts the test server on streamable HTTP on a free port; returns it and its URL once it answers.
-    static func httpServer(port: Int? = nil) async throws -> (Process, String) {
+    static func httpServer(port fixed: Int? = nil) async throws -> (Process, String) {
         try #require(!mcpPython.isEmpty, "set TETHER_TEST_MCP_PYTHON to a Python with PyPI's mcp (scripts/test does)")
-        let port = try port ?? freePort()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: mcpPython)
-        process.arguments = [mcpServerScript, "http", String(port)]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        func start(_ port: Int) throws -> Process {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: mcpPython)
+            process.arguments = [mcpServerScript, "http", String(port)]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            return process
+        }
+        let (process, port): (Process, Int)
+        if let given = fixed {
+            (process, port) = (try start(given), given)
+        } else {
+            (process, port) = try await startListening(start)
+        }
         let client = HTTPClient(port: port)
         #expect(try await eventually(20) { (try? await client.send(.GET, "/mcp"))?.status != nil })
         return (process, "http://127.0.0.1:\(port)/mcp")

@@ -69,16 +69,18 @@ struct MetricsTests {
     @Test func theGatewayAndAWorkerServeMetricsThatParseAndMoveAsExecutionsRun() async throws {
         let harness = try await Harness.start(withWorker: false)
         defer { harness.stop() }
-        let gatewayPort = try freePort()
-        let workerPort = try freePort()
-        let gateway = try launch("gateway", harness, environment: ["TETHER_PORT": "\(gatewayPort)"])
+        let (gateway, gatewayPort) = try await startListening { port in
+            try launch("gateway", harness, environment: ["TETHER_PORT": "\(port)"])
+        }
         defer { if gateway.isRunning { kill(gateway.processIdentifier, SIGKILL) } }
-        let worker = try launch(
-            "worker", harness,
-            environment: [
-                "TETHER_WORKER_METRICS_PORT": "\(workerPort)", "TETHER_HOST": "127.0.0.1",
-                "TETHER_DEMO_TOKEN_DELAY_MS": "0",
-            ])
+        let (worker, workerPort) = try await startListening { port in
+            try launch(
+                "worker", harness,
+                environment: [
+                    "TETHER_WORKER_METRICS_PORT": "\(port)", "TETHER_HOST": "127.0.0.1",
+                    "TETHER_DEMO_TOKEN_DELAY_MS": "0",
+                ])
+        }
         defer { if worker.isRunning { kill(worker.processIdentifier, SIGKILL) } }
         let client = HTTPClient(port: gatewayPort)
         let workerClient = HTTPClient(port: workerPort)

@@ -186,8 +186,9 @@ struct ProcessTests {
     @Test func sigtermEndsOpenStreamsCleanly() async throws {
         let harness = try await Harness.start(withWorker: false)
         defer { harness.stop() }
-        let port = try freePort()
-        let gateway = try launch("serve", harness, environment: ["TETHER_PORT": "\(port)"])
+        let (gateway, port) = try await startListening { port in
+            try launch("serve", harness, environment: ["TETHER_PORT": "\(port)"])
+        }
         defer { if gateway.isRunning { kill(gateway.processIdentifier, SIGKILL) } }
         let client = HTTPClient(port: port)
         #expect(try await eventually(20) { (try? await client.send(.GET, "/healthz").status) == 200 })
