@@ -38,9 +38,11 @@ extension Gateway {
                 tenant: principal.tenant, conversationID: conversationId, executionID: running)
             creation = try await create()
         }
+        var first: StoredEvent?
         switch creation {
-        case .created:
+        case .created(let event):
             TetherMetrics.executionsCreated.increment()
+            first = event
         case .existing(let existing):
             // The same request again: the execution it created, streamed from the start, if this key may see it.
             guard
@@ -71,12 +73,29 @@ extension Gateway {
         switch format {
         case .inkeep:
             let renderer = ChatChunkRenderer(executionID: id, model: principal.agent)
-            return streamResponse(request, context, id: id, renderer: renderer, after: nil, headers: headers)
+            return startStream(request, context, id: id, renderer: renderer, first: first, headers: headers)
         case .uiMessage:
             headers[.uiMessageStream] = "v1"
-            return streamResponse(
-                request, context, id: id, renderer: UIMessageRenderer(executionID: id), after: nil, headers: headers)
+            return startStream(
+                request, context, id: id, renderer: UIMessageRenderer(executionID: id), first: first, headers: headers)
         }
+    }
+
+    /// The stream of a new execution: the frame of its first event, which the create script returned, is written
+    /// at once (the first byte costs one Redis call, not four: the subscription, its cursor and a read come after
+    /// it), then the log after it. A replayed execution (`first` is `nil`) streams from the start of its log.
+    private func startStream<Renderer: StreamRenderer>(
+        _ request: Request, _ context: GatewayRequestContext, id: String, renderer: Renderer, first: StoredEvent?,
+        headers: HTTPFields
+    ) -> Response {
+        guard let first, let position = first.position else {
+            return streamResponse(request, context, id: id, renderer: renderer, after: nil, headers: headers)
+        }
+        var renderer = renderer
+        var last = StreamID.zero
+        let (preamble, _) = Self.render([first], after: &last, &renderer)
+        return streamResponse(
+            request, context, id: id, renderer: renderer, after: position, preamble: preamble, headers: headers)
     }
 
     func status(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {

@@ -143,7 +143,7 @@ struct MCPServerTests {
     @Test(arguments: ["stdio", "http"])
     func toolsAreListedCalledAndApprovedByTheirOwnPolicy(transport: String) async throws {
         let (server, process) = try await Self.filesServer(transport)
-        defer { process?.terminate() }
+        defer { process.map(Self.stop) }
         let model = try await FakeProvider.start()
         defer { model.stop() }
         model.enqueue(
@@ -204,7 +204,7 @@ struct MCPServerTests {
 
     @Test func anHTTPServerKilledInTheMiddleOfACallIsReportedAndANewSessionOpened() async throws {
         let (first, url) = try await Self.httpServer()
-        defer { first.terminate() }
+        defer { Self.stop(first) }
         let model = try await FakeProvider.start()
         defer { model.stop() }
         // The model's second turn takes 4 s: meanwhile the server is back (its operator restarted it), and the call
@@ -218,7 +218,7 @@ struct MCPServerTests {
         var frames = try await readFrames(stream) { $0.contains { $0.type == "tool-output-error" } }
         let port = try #require(URLComponents(string: url)?.port)
         let second = try await Self.httpServer(port: port)
-        defer { second.0.terminate() }
+        defer { Self.stop(second.0) }
         frames += try await readFrames(stream) { _ in false }
         try Self.expectCrashReportedThenAFreshProcess(frames)
     }
@@ -241,6 +241,13 @@ struct MCPServerTests {
         // A new process answered the next call: its count starts again.
         let calls = try #require(frames.first { $0.typed?["toolCallId"] == "c_calls" })
         #expect(calls.typed?["output"] == ["result": 1], "\(calls.chunk)")
+    }
+
+    /// Stops a test server for good: uvicorn answers SIGTERM by waiting for its open streams, which a test's client
+    /// may still hold, and the server was left running after the suite.
+    static func stop(_ process: Process) {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
     }
 
     /// Starts the test server on streamable HTTP on a free port; returns it and its URL once it answers.
@@ -268,7 +275,7 @@ struct MCPServerTests {
 
     @Test func streamableHTTPMergesForwardedHeadersUnderTheConfiguredOnes() async throws {
         let (process, url) = try await Self.httpServer()
-        defer { process.terminate() }
+        defer { Self.stop(process) }
         let model = try await FakeProvider.start()
         defer { model.stop() }
         model.enqueue(
@@ -338,7 +345,7 @@ struct MCPServerTests {
             try #require(!mcpPython.isEmpty, "set TETHER_TEST_MCP_PYTHON (scripts/test does)")
             definition = Self.stdioServer()
         }
-        defer { process?.terminate() }
+        defer { process.map(Self.stop) }
         let server = MCPToolServer(definition, logger: Harness.quietLogger("mcp"))
         defer { Task { await server.shutDown() } }
         let before = await server.tools().map(\.descriptor.name)

@@ -31,8 +31,9 @@ public struct ExecutionStore: Sendable {
 
     /// What ``create(id:tenant:agentId:keyId:conversationId:input:forwardedHeaders:idempotency:)`` did.
     public enum Creation: Sendable, Hashable {
-        /// Created; the first event's id.
-        case created(firstEventID: String)
+        /// Created; the first event as the script stored it (the gateway writes its frame from this, without
+        /// reading the log).
+        case created(firstEvent: StoredEvent)
         /// The idempotency key already named an execution of the same request: nothing was created.
         case existing(executionID: String)
         /// The idempotency key already named an execution made from another request body: nothing was created.
@@ -124,7 +125,10 @@ public struct ExecutionStore: Sendable {
         }
         let first = try reply.requireString()
         counters.appended(1)
-        return .created(firstEventID: first)
+        return .created(
+            firstEvent: StoredEvent(
+                id: first, type: EventType.started.rawValue, data: started.rendered, timestamp: Int64(now),
+                status: ExecutionStatus.running.rawValue))
     }
 
     /// How long a reservation of an `Idempotency-Key` may name an execution that does not exist before another
