@@ -141,7 +141,7 @@ extension Gateway {
         services: [any Service] = [], onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         Application(
-            router: makeRouter(),
+            responder: RequestTaskResponder(inner: makeRouter().buildResponder()),
             server: .guardedHTTP1(limits: connectionLimits),
             configuration: ApplicationConfiguration(
                 address: .hostname(config.http.host, port: config.http.port), serverName: "tether",
