@@ -38,10 +38,12 @@ public func startListening(
         let port = try freePort()
         let process = try start(port)
         let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
-        while ContinuousClock.now < deadline, process.isRunning, !listens(pid: process.processIdentifier, port: port) {
+        // Once seen listening it is taken as listening: /proc/net/tcp is read in pieces while sockets come and go,
+        // and a line can be missed from one read to the next.
+        while ContinuousClock.now < deadline, process.isRunning {
+            if listens(pid: process.processIdentifier, port: port) { return (process, port) }
             try await Task.sleep(for: .milliseconds(10))
         }
-        if process.isRunning, listens(pid: process.processIdentifier, port: port) { return (process, port) }
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
         print(

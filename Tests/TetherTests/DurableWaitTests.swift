@@ -155,9 +155,10 @@ struct DurableWaitTests {
         let frames = try await readFrames(stream) { _ in false }
         let took = ContinuousClock.now - started
         #expect(frames.last?.finishReason == "stop")
-        // Well within the budget of a loaded machine: the lease (1 s) plus a round (half a lease), plus slack. A
-        // cursor that restarted at the beginning each round would look at the first 20 live jobs forever.
-        #expect(took < .seconds(10), "took \(took)")
+        // The lease (1 s) plus a round (half a lease) on an idle machine (CI: 2.8 s), 10.4 s once in the cluster
+        // pass with the suite running beside it; the bound only tells "taken over" from "never": a cursor that
+        // restarted at the beginning each round would look at the first 20 live jobs forever.
+        #expect(took < .seconds(30), "took \(took)")
         print("orphan behind \(live) live jobs taken over after \(took)")
     }
 
