@@ -189,8 +189,27 @@ public final class Tailer: Sendable {
         for watch in watches { poke(watch) }
     }
 
-    /// Subscribes to the execution's tail channel, then sets the read cursor to its newest entry.
+    /// How long arming a watch is retried while the pub/sub connection is being re-established: Redis closes a
+    /// subscriber whose output buffer passed `client-output-buffer-limit pubsub` (a gateway far behind, say), and
+    /// the streams starting meanwhile wait for the new connection instead of ending.
+    static let armRetry = Duration.seconds(10)
+
+    /// ``armOnce(_:)``, again while the pub/sub connection is down, for up to ``armRetry``.
     private func arm(_ watch: Watch) async throws {
+        let deadline = ContinuousClock.now + Self.armRetry
+        while true {
+            do {
+                return try await armOnce(watch)
+            } catch let error as RedisError
+                where [.connectionClosed, .unavailable].contains(error.code) && ContinuousClock.now < deadline
+            {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+    }
+
+    /// Subscribes to the execution's tail channel, then sets the read cursor to its newest entry.
+    private func armOnce(_ watch: Watch) async throws {
         // Announcements are handled where they are parsed, on the pub/sub connection's event loop (no task switch);
         // one that is missed is caught by the previous-id check of the next, or by the tick.
         let subscription = try await store.redis.pubSub.subscribe(

@@ -7,6 +7,37 @@ import TetherGateway
 
 @Suite("Live tailing", .timeLimit(.minutes(2)))
 struct TailingTests {
+    /// Redis closes a subscriber that falls behind its `client-output-buffer-limit pubsub` (a gateway far behind
+    /// under load). Streams starting while the gateway's pub/sub connection is down wait for the next one; none ends
+    /// early, and every stream has every frame once.
+    @Test func streamsStartingWhileThePubSubConnectionIsClosedWaitForTheNextOne() async throws {
+        let harness = try await Harness.start(tokenDelayMilliseconds: 5)
+        defer { harness.stop() }
+        let killer = Task {
+            while !Task.isCancelled {
+                _ = try? await harness.redis.send("CLIENT", "KILL", "TYPE", "pubsub")
+                try? await Task.sleep(for: .milliseconds(2))
+            }
+        }
+        defer { killer.cancel() }
+        let results = try await withThrowingTaskGroup(of: [Frame].self) { group in
+            for index in 0..<40 {
+                group.addTask {
+                    try await Task.sleep(for: .milliseconds(10 * index))
+                    let stream = try await harness.create("count to 30")
+                    return try await readFrames(stream) { _ in false }
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        killer.cancel()
+        for frames in results {
+            #expect(frames.last?.finishReason == "stop")
+            #expect(Set(frames.map(\.event.id)).count == frames.count)
+            #expect(replyText(frames).contains("30"))
+        }
+    }
+
     @Test func appendsAnnounceTheirEntriesAfterThePreviousID() async throws {
         let harness = try await Harness.start(withWorker: false)
         defer { harness.stop() }
