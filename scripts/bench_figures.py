@@ -54,11 +54,20 @@ def latency(results, out):
     t = report.get("throughput", {})
     ax.set_title(
         f"{t.get('executions', 0):.0f} streams × 10 tokens/s: latency per second\n{machine(report)}", fontsize=9)
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
+    ax.set_yscale("log")  # the creation burst of second 0 is two orders above the steady seconds
+    ax.grid(alpha=0.3, which="both")
     ax.legend()
     fig.tight_layout()
     fig.savefig(os.path.join(out, "bench-latency.png"), dpi=110)
+
+
+def over_streams(ax, ylabel):
+    """An axis over the number of streams (log scale), from zero up."""
+    ax.set_xscale("log")
+    ax.set_xlabel("concurrent streams")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
 
 
 def streams(results, out):
@@ -68,20 +77,12 @@ def streams(results, out):
     counts = list(runs)
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
     left.plot(counts, [r["throughput"]["eventsPerSecond"] / 1000 for r in runs.values()], marker="o")
-    left.set_xscale("log")
-    left.set_xlabel("concurrent streams")
-    left.set_ylabel("events delivered per second (thousands)")
-    left.set_ylim(bottom=0)
-    left.grid(alpha=0.3)
+    over_streams(left, "events delivered per second (thousands)")
     for process in ("gateway", "worker", "redis", "clients"):
         values = [r.get("cpu", {}).get(process, {}).get("microsecondsPerEvent") for r in runs.values()]
         if any(v is not None for v in values):
             right.plot(counts, values, marker="o", label=process)
-    right.set_xscale("log")
-    right.set_xlabel("concurrent streams")
-    right.set_ylabel("CPU per delivered event (µs)")
-    right.set_ylim(bottom=0)
-    right.grid(alpha=0.3)
+    over_streams(right, "CPU per delivered event (µs)")
     right.legend()
     first = next(iter(runs.values()))
     fig.suptitle(f"Tokens as fast as the worker goes\n{machine(first)}", fontsize=9)

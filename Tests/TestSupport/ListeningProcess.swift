@@ -32,7 +32,7 @@ public func listens(pid: Int32, port: Int) -> Bool {
 /// is given; a process that exits before it listens (the port was taken between ``freePort()`` and its bind) is
 /// started again on another port. Returns the process and its port.
 public func startListening(
-    seconds: Double = 20, _ start: (Int) throws -> Process
+    seconds: Double = 60, _ start: (Int) throws -> Process
 ) async throws -> (process: Process, port: Int) {
     for _ in 0..<5 {
         let port = try freePort()
@@ -44,11 +44,14 @@ public func startListening(
             if listens(pid: process.processIdentifier, port: port) { return (process, port) }
             try await Task.sleep(for: .milliseconds(10))
         }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        let killed = process.isRunning
+        if killed { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
         print(
             "\(process.executableURL?.lastPathComponent ?? "a server") \(process.arguments?.first ?? "") did not "
-                + "listen on port \(port) (exit status \(process.terminationStatus)); trying another port")
+                + "listen on port \(port) "
+                + (killed ? "within \(seconds) s (killed)" : "(it exited: status \(process.terminationStatus))")
+                + "; trying another port")
     }
     throw RedisError(.unavailable, "no process of ours listened on the ports it was given")
 }

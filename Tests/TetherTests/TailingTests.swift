@@ -13,9 +13,16 @@ struct TailingTests {
     @Test func streamsStartingWhileThePubSubConnectionIsClosedWaitForTheNextOne() async throws {
         let harness = try await Harness.start(tokenDelayMilliseconds: 5)
         defer { harness.stop() }
+        // Only this gateway's subscriber: the other tests share the server.
+        let name = " name=gw-\(harness.config.redis.prefix) "
         let killer = Task {
             while !Task.isCancelled {
-                _ = try? await harness.redis.send("CLIENT", "KILL", "TYPE", "pubsub")
+                let list = (try? await harness.redis.send("CLIENT", "LIST", "TYPE", "pubsub").string) ?? ""
+                for line in list.split(separator: "\n") where line.contains(name) {
+                    guard let id = line.split(separator: " ").first(where: { $0.hasPrefix("id=") })?.dropFirst(3)
+                    else { continue }
+                    _ = try? await harness.redis.send("CLIENT", "KILL", "ID", String(id))
+                }
                 try? await Task.sleep(for: .milliseconds(2))
             }
         }
