@@ -135,6 +135,8 @@ let package = Package(
             dependencies: [
                 "TestSupport",
                 "RedisKit",
+                // The request encoder is checked against hiredis's formatter.
+                "CHiredis",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

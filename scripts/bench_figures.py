@@ -36,7 +36,7 @@ def numbered(results, prefix):
 
 def machine(report):
     m = report.get("machine", {})
-    return f"{m.get('cores', '?'):.0f} cores, {m.get('memoryGiB', 0):.0f} GiB, {m.get('cpu', '')}, {report.get('date', '')[:10]}"
+    return f"{m.get('cores', 0):.0f} cores, {m.get('memoryGiB', 0):.0f} GiB, {m.get('cpu', '')}, {report.get('date', '')[:10]}"
 
 
 def latency(results, out):

@@ -191,7 +191,8 @@ public final class Tailer: Sendable {
 
     /// How long arming a watch is retried while the pub/sub connection is being re-established: Redis closes a
     /// subscriber whose output buffer passed `client-output-buffer-limit pubsub` (a gateway far behind, say), and
-    /// the streams starting meanwhile wait for the new connection instead of ending.
+    /// the streams starting meanwhile wait for the new connection instead of ending. A client that leaves during
+    /// that wait, and graceful shutdown, are noticed when it ends (its stream registers for them once it follows).
     static let armRetry = Duration.seconds(10)
 
     /// ``armOnce(_:)``, again while the pub/sub connection is down, for up to ``armRetry``.
