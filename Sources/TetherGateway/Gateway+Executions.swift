@@ -83,12 +83,14 @@ extension Gateway {
 
     /// The stream of a new execution: the frame of its first event, which the create script returned, is written
     /// at once (the first byte costs one Redis call, not four: the subscription, its cursor and a read come after
-    /// it), then the log after it. A replayed execution (`first` is `nil`) streams from the start of its log.
+    /// it), then the log after it. A replayed execution (`first` is `nil`) streams from the start of its log, and so
+    /// does every stream on a cluster: there a client is only sent what a replica holds (see ``deliveryStore``),
+    /// and the create script's reply comes from the master.
     private func startStream<Renderer: StreamRenderer>(
         _ request: Request, _ context: GatewayRequestContext, id: String, renderer: Renderer, first: StoredEvent?,
         headers: HTTPFields
     ) -> Response {
-        guard let first, let position = first.position else {
+        guard !store.redis.isCluster, let first, let position = first.position else {
             return streamResponse(request, context, id: id, renderer: renderer, after: nil, headers: headers)
         }
         var renderer = renderer
