@@ -331,10 +331,18 @@ public final class RedisClusterClient: RedisClientProtocol {
                     continue
                 }
                 // A node that does not answer may be failing over: read the topology again and retry, until the
-                // command timeout, unless the command may have run there.
-                guard Self.isTransient(error), ContinuousClock.now < deadline else { throw error }
+                // command timeout, unless the command may have run there. A replica only runs reads (it refuses
+                // writes): one whose connection closed under the command may have run it, and the master runs it
+                // again.
+                let onReplica =
+                    !masterOnly
+                    && topology.map { topology in slot.flatMap { topology.master(forSlot: $0) } != node }
+                        ?? false
+                guard Self.isTransient(error) || (onReplica && error.code == .connectionClosed),
+                    ContinuousClock.now < deadline
+                else { throw error }
                 failures += 1
-                if !masterOnly, let topology, slot.flatMap({ topology.master(forSlot: $0) }) != node {
+                if onReplica {
                     // A replica that does not answer: the master serves the command now.
                     masterOnly = true
                     asking = nil
