@@ -102,6 +102,9 @@ public final class RedisClusterClient: RedisClientProtocol {
     /// ``onTopologyChange(_:)`` hear of it when it changed.
     @discardableResult
     public func refreshTopology() async throws -> ClusterTopology {
+        // A replica reader asks its primary: the topology is the cluster's, and what goes to a master goes over the
+        // primary's connections (a reader of its own opened a READONLY connection to a seed master for this).
+        if let primary { return adopt(try await primary.refreshTopology()) }
         var candidates: [RedisConfiguration.Endpoint] = []
         if let known = topology {
             for range in known.ranges {
@@ -122,22 +125,28 @@ public final class RedisClusterClient: RedisClientProtocol {
                     lastError = RedisError(.unavailable, "\(host):\(port) serves only part of the slots")
                     continue
                 }
-                let (changed, handlers) = state.withLock { state in
-                    let changed = state.topology.map { $0.ranges != topology.ranges } ?? false
-                    state.topology = topology
-                    if state.refresher == nil, !state.closed { state.refresher = startRefreshing() }
-                    return (changed, state.topologyHandlers)
-                }
-                if changed {
-                    logger.info("cluster topology changed: \(topology.masters.count) masters")
-                    for handler in handlers { handler(topology) }
-                }
-                return topology
+                return adopt(topology)
             } catch {
                 lastError = error
             }
         }
         throw lastError
+    }
+
+    /// Keeps `topology` as this client's, starts the periodic refresh, and tells the handlers of
+    /// ``onTopologyChange(_:)`` when it changed.
+    private func adopt(_ topology: ClusterTopology) -> ClusterTopology {
+        let (changed, handlers) = state.withLock { state in
+            let changed = state.topology.map { $0.ranges != topology.ranges } ?? false
+            state.topology = topology
+            if state.refresher == nil, !state.closed { state.refresher = startRefreshing() }
+            return (changed, state.topologyHandlers)
+        }
+        if changed {
+            logger.info("cluster topology changed: \(topology.masters.count) masters")
+            for handler in handlers { handler(topology) }
+        }
+        return topology
     }
 
     /// Registers a handler called (in the task that read it) with each new topology that differs from the last.
